@@ -1,0 +1,141 @@
+"""Redis key namespace shared with the Go relayers and miners.
+
+Every string built here is a wire contract (spec/miner_core.md §1.2): the Go relayers write the
+streams, Go miners may resume sessions and trees written by this one. Strings are byte-equal to
+the Go ``KeyBuilder``.
+
+>>> kb = KeyBuilder()
+>>> kb.miner_session_key("sup1", "sess1")
+'ha:miner:sessions:sup1:sess1'
+>>> KeyBuilder(Namespace(base_prefix="prod")).consumer_group()
+'prod-miners'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """The nine configurable key segments; an empty value falls back to its own default."""
+
+    base_prefix: str = "ha"
+    cache_prefix: str = "cache"
+    events_prefix: str = "events"
+    streams_prefix: str = "relays"
+    miner_prefix: str = "miner"
+    supplier_prefix: str = "supplier"
+    meter_prefix: str = "meter"
+    params_prefix: str = "params"
+    consumer_group_prefix: str = "miners"
+
+    def __post_init__(self) -> None:
+        # Field-by-field defaults (Go ``WithDefaults``): no key can hold an empty segment.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, str):
+                raise TypeError(f"Namespace.{f.name} must be a str, got {type(value).__name__}")
+            if value == "":
+                object.__setattr__(self, f.name, f.default)
+
+
+class KeyBuilder:
+    """Builds every Redis key of the system from a :class:`Namespace`."""
+
+    def __init__(self, namespace: Namespace | None = None) -> None:
+        self.ns = namespace if namespace is not None else Namespace()
+        self._b = self.ns.base_prefix
+
+    # --- prefixes -------------------------------------------------------------------------
+    def stream_prefix(self) -> str:
+        return f"{self._b}:{self.ns.streams_prefix}"
+
+    def consumer_group(self) -> str:
+        return f"{self._b}-{self.ns.consumer_group_prefix}"
+
+    def cache_prefix(self) -> str:
+        return f"{self._b}:{self.ns.cache_prefix}"
+
+    def miner_sessions_prefix(self) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:sessions"
+
+    def miner_dedup_prefix(self) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:dedup"
+
+    def smst_nodes_prefix(self) -> str:
+        return f"{self._b}:smst:"
+
+    # --- streams --------------------------------------------------------------------------
+    def stream_key(self, supplier: str) -> str:
+        """``SupplierStreamName(StreamPrefix(), supplier)``: one stream per supplier."""
+        return f"{self.stream_prefix()}:{supplier}"
+
+    def dead_letter_stream_key(self, supplier: str) -> str:
+        """Dead-letter stream (not in Go, API.md fix 2)."""
+        return f"{self.stream_key(supplier)}:dead"
+
+    # --- sessions -------------------------------------------------------------------------
+    def miner_session_key(self, supplier: str, session_id: str) -> str:
+        return f"{self.miner_sessions_prefix()}:{supplier}:{session_id}"
+
+    def miner_sessions_index_key(self, supplier: str) -> str:
+        return f"{self.miner_sessions_prefix()}:{supplier}:index"
+
+    def miner_session_state_index_key(self, supplier: str, state: str) -> str:
+        return f"{self.miner_sessions_prefix()}:{supplier}:state:{state}"
+
+    def miner_dedup_session_key(self, session_id: str) -> str:
+        return f"{self.miner_dedup_prefix()}:session:{session_id}"
+
+    # --- SMST -----------------------------------------------------------------------------
+    def smst_nodes_key(self, supplier: str, session_id: str) -> str:
+        return f"{self._b}:smst:{supplier}:{session_id}:nodes"
+
+    def smst_root_key(self, supplier: str, session_id: str) -> str:
+        return f"{self._b}:smst:{supplier}:{session_id}:root"
+
+    def smst_stats_key(self, supplier: str, session_id: str) -> str:
+        return f"{self._b}:smst:{supplier}:{session_id}:stats"
+
+    def smst_live_root_key(self, supplier: str, session_id: str) -> str:
+        return f"{self._b}:smst:{supplier}:{session_id}:live_root"
+
+    def smst_nodes_pattern(self) -> str:
+        return f"{self._b}:smst:*:*:nodes"
+
+    def smst_session_all_pattern(self, supplier: str, session_id: str) -> str:
+        return f"{self._b}:smst:{supplier}:{session_id}:*"
+
+    # --- HA coordination ------------------------------------------------------------------
+    def global_leader_key(self) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:global_leader"
+
+    def miner_claim_key(self, supplier: str) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:claim:{supplier}"
+
+    def miner_active_set_key(self) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:active"
+
+    def miner_instance_key(self, instance_id: str) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:instance:{instance_id}"
+
+    # --- chain / lifecycle ----------------------------------------------------------------
+    def block_event_channel(self) -> str:
+        return f"{self._b}:{self.ns.events_prefix}:blocks"
+
+    def meter_cleanup_channel(self) -> str:
+        return f"{self._b}:{self.ns.meter_prefix}:cleanup"
+
+    def tx_track_key(self, supplier: str, session_end_height: int, session_id: str) -> str:
+        return f"{self._b}:tx:track:{supplier}:{session_end_height}:{session_id}"
+
+    def rebroadcast_key(self, phase: str, supplier: str, session_end_height: int) -> str:
+        # The phase sits in literal braces: a Redis Cluster hash tag.
+        return f"{self._b}:{self.ns.miner_prefix}:rebroadcast:{{{phase}}}:{supplier}:{session_end_height}"
+
+    def rebroadcast_index_key(self, phase: str) -> str:
+        return f"{self._b}:{self.ns.miner_prefix}:rebroadcast:{{{phase}}}:index"
+
+    def all_keys_pattern(self) -> str:
+        return f"{self._b}:*"
