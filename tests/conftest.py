@@ -9,12 +9,15 @@ server cannot start, every real-backend test *errors*: nothing is skipped.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from relayminer.embedded import RedisServerProcess, free_loopback_port, start_server
 
@@ -33,7 +36,12 @@ def real_server() -> Iterator[RealServer]:
     if url:
         yield RealServer(url=url, process=None)
         return
-    process = start_server()
+    binary = None
+    if os.environ.get("RELAYMINER_REQUIRE_SYSTEM_REDIS"):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("RELAYMINER_REQUIRE_SYSTEM_REDIS is set but redis-server is not on PATH")
+    process = start_server(binary)
     try:
         yield RealServer(url=process.url, process=process)
     finally:
@@ -54,7 +62,9 @@ class RedisBackend:
         """Another client with its own connection pool, on the same data."""
         if self.kind == "fake":
             c: aioredis.Redis = fakeredis.FakeAsyncRedis(
-                server=self.fake_server, protocol=2, decode_responses=False,
+                server=self.fake_server,
+                protocol=2,
+                decode_responses=False,
                 max_connections=max_connections,
             )
         else:
@@ -75,8 +85,12 @@ class RedisBackend:
             )
         else:
             c = aioredis.Redis(
-                host="127.0.0.1", port=free_loopback_port(), protocol=2,
-                decode_responses=False, socket_connect_timeout=1,
+                host="127.0.0.1",
+                port=free_loopback_port(),
+                protocol=2,
+                decode_responses=False,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),  # fail at once instead of backing off
             )
         self._extra.append(c)
         return c

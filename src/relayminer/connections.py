@@ -11,8 +11,13 @@ from __future__ import annotations
 from redis.asyncio import BlockingConnectionPool, Redis
 
 
-def connect(url: str, *, max_connections: int = 64, pool_timeout: float = 30.0,
-            socket_timeout: float | None = None) -> Redis:
+def connect(
+    url: str,
+    *,
+    max_connections: int = 64,
+    pool_timeout: float = 30.0,
+    socket_timeout: float | None = None,
+) -> Redis:
     """Create a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
     pool = BlockingConnectionPool.from_url(
         url,

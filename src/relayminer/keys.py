@@ -132,7 +132,8 @@ class KeyBuilder:
 
     def rebroadcast_key(self, phase: str, supplier: str, session_end_height: int) -> str:
         # The phase sits in literal braces: a Redis Cluster hash tag.
-        return f"{self._b}:{self.ns.miner_prefix}:rebroadcast:{{{phase}}}:{supplier}:{session_end_height}"
+        base = f"{self._b}:{self.ns.miner_prefix}:rebroadcast"
+        return f"{base}:{{{phase}}}:{supplier}:{session_end_height}"
 
     def rebroadcast_index_key(self, phase: str) -> str:
         return f"{self._b}:{self.ns.miner_prefix}:rebroadcast:{{{phase}}}:index"

@@ -1,0 +1,110 @@
+"""Prometheus metrics of relayminer (namespace ``ha``).
+
+Names follow the Go miner where it has one. Deliberate difference: no ``session_id`` label
+anywhere: session ids are unbounded, and a label per session grows the scrape forever.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- deduplicator -------------------------------------------------------------------------
+DEDUP_HITS = Counter(
+    "ha_miner_dedup_redis_cache_hits_total", "Relay hashes found in a session's dedup set."
+)
+DEDUP_MISSES = Counter(
+    "ha_miner_dedup_misses_total", "Relay hashes not found in a session's dedup set."
+)
+DEDUP_ERRORS = Counter("ha_miner_dedup_errors_total", "Deduplicator Redis errors.", ["operation"])
+DEDUP_MARKED = Counter("ha_miner_dedup_marked_total", "Relay hashes marked as processed.")
+
+# --- sessions -----------------------------------------------------------------------------
+SNAPSHOTS_SAVED = Counter(
+    "ha_miner_session_snapshots_saved_total", "Session snapshots written.", ["supplier"]
+)
+SESSIONS_CREATED = Counter(
+    "ha_miner_sessions_created_total",
+    "Sessions created (first relay seen).",
+    ["supplier", "service_id"],
+)
+SESSION_DECODE_ERRORS = Counter(
+    "ha_miner_session_decode_errors_total",
+    "Stored session snapshots that could not be decoded (skipped when listing).",
+    ["supplier"],
+)
+SESSIONS_BY_STATE = Gauge(
+    "ha_miner_sessions", "Sessions known to the lifecycle, by state.", ["supplier", "state"]
+)
+
+# --- relay pipeline -----------------------------------------------------------------------
+RELAYS_CONSUMED = Counter(
+    "ha_miner_relays_consumed_from_stream_total", "Stream entries read.", ["supplier"]
+)
+RELAYS_MINED = Counter(
+    "ha_miner_relays_mined_total",
+    "Relays inserted into an SMST and counted once.",
+    ["supplier"],
+)
+RELAYS_REJECTED = Counter(
+    "ha_miner_relays_rejected_total",
+    "Relays acked without being counted.",
+    ["supplier", "reason"],
+)
+RELAYS_DEAD_LETTERED = Counter(
+    "ha_miner_relays_dead_lettered_total",
+    "Stream entries moved to the dead-letter stream.",
+    ["supplier", "reason"],
+)
+RELAYS_RECLAIMED = Counter(
+    "ha_transport_redis_claimed_total",
+    "Pending entries reclaimed with XAUTOCLAIM.",
+    ["supplier"],
+)
+STREAM_LAG = Gauge(
+    "ha_transport_redis_stream_lag",
+    "Entries in the stream not yet delivered to the group.",
+    ["supplier"],
+)
+STREAM_PENDING = Gauge(
+    "ha_transport_redis_pending_messages", "Entries delivered but not acked.", ["supplier"]
+)
+RECONNECTS = Counter(
+    "ha_transport_redis_reconnection_attempts_total",
+    "Consumer reconnection attempts.",
+    ["component"],
+)
+BATCH_LATENCY = Histogram(
+    "ha_miner_batch_processing_seconds",
+    "Time to process one batch of stream entries.",
+    ["supplier"],
+)
+END_TO_END_LATENCY = Histogram(
+    "ha_transport_redis_end_to_end_latency_seconds",
+    "Publish-to-ack latency of relays.",
+    ["supplier"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+# --- lifecycle and HA ---------------------------------------------------------------------
+CLAIMS_SUBMITTED = Counter(
+    "ha_miner_claims_submitted_total", "Claims accepted by the chain's mempool.", ["supplier"]
+)
+CLAIMS_FAILED = Counter(
+    "ha_miner_claims_failed_total", "Claim submissions that failed.", ["supplier", "reason"]
+)
+PROOFS_SUBMITTED = Counter(
+    "ha_miner_proofs_submitted_total", "Proofs accepted by the chain's mempool.", ["supplier"]
+)
+PROOFS_FAILED = Counter(
+    "ha_miner_proofs_failed_total", "Proof submissions that failed.", ["supplier", "reason"]
+)
+REBROADCASTS = Counter(
+    "ha_miner_rebroadcasts_total",
+    "Claims and proofs resent by the inclusion reconciler.",
+    ["supplier", "phase"],
+)
+LEASE_OWNED = Gauge(
+    "ha_miner_supplier_lease_owned",
+    "1 while this replica owns the supplier's lease.",
+    ["supplier"],
+)
