@@ -7,13 +7,40 @@ from relayminer.coordinator import SessionCoordinator
 from relayminer.dedup import Deduplicator, DeduplicatorConfig, RedisDeduplicator
 from relayminer.errors import (
     ClosedError,
+    InvalidProtocolArgumentError,
     RelayMinerError,
     SessionDecodeError,
     SessionNotFoundError,
     SessionTerminalError,
     StoreError,
 )
+from relayminer.gorand import GoRand
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.proof_requirement import (
+    ProofParams,
+    ProofRequirementReason,
+    claim_sample,
+    claimed_upokt,
+    proof_requirement,
+)
+from relayminer.protocol import (
+    SharedParams,
+    claim_window_close_height,
+    claim_window_open_height,
+    earliest_claim_commit_height,
+    earliest_proof_commit_height,
+    grace_period_end_height,
+    pending_sessions,
+    proof_seed_height,
+    proof_window_close_height,
+    proof_window_open_height,
+    session_end_height,
+    session_end_to_proof_close_blocks,
+    session_number,
+    session_start_height,
+    settlement_height,
+)
+from relayminer.relay_difficulty import difficulty_multiplier
 from relayminer.session_store import RedisSessionStore, SessionStore, SessionStoreConfig
 from relayminer.sessions import SessionSnapshot, SessionState
 
@@ -21,8 +48,12 @@ __all__ = [
     "ClosedError",
     "Deduplicator",
     "DeduplicatorConfig",
+    "GoRand",
+    "InvalidProtocolArgumentError",
     "KeyBuilder",
     "Namespace",
+    "ProofParams",
+    "ProofRequirementReason",
     "RedisDeduplicator",
     "RedisSessionStore",
     "RelayMinerError",
@@ -34,5 +65,24 @@ __all__ = [
     "SessionStore",
     "SessionStoreConfig",
     "SessionTerminalError",
+    "SharedParams",
     "StoreError",
+    "claim_sample",
+    "claim_window_close_height",
+    "claim_window_open_height",
+    "claimed_upokt",
+    "difficulty_multiplier",
+    "earliest_claim_commit_height",
+    "earliest_proof_commit_height",
+    "grace_period_end_height",
+    "pending_sessions",
+    "proof_requirement",
+    "proof_seed_height",
+    "proof_window_close_height",
+    "proof_window_open_height",
+    "session_end_height",
+    "session_end_to_proof_close_blocks",
+    "session_number",
+    "session_start_height",
+    "settlement_height",
 ]

@@ -44,3 +44,19 @@ class SessionDecodeError(RelayMinerError, ValueError):
 
 class StoreError(RelayMinerError):
     """A Redis operation of a store failed; the Redis error is the ``__cause__``."""
+
+
+class InvalidProtocolArgumentError(RelayMinerError, ValueError):
+    """An argument of a protocol function (or a parameter field) has an invalid value.
+
+    ``argument`` names the offending argument or dataclass field.
+
+    >>> err = InvalidProtocolArgumentError("num_blocks_per_session", "must be >= 1, got 0")
+    >>> str(err), err.argument
+    ('invalid num_blocks_per_session: must be >= 1, got 0', 'num_blocks_per_session')
+    """
+
+    def __init__(self, argument: str, reason: str) -> None:
+        super().__init__(f"invalid {argument}: {reason}")
+        self.argument = argument
+        self.reason = reason
