@@ -1,0 +1,1 @@
+"""Tests of the Sparse Merkle Sum Trie (relayminer.smst*, relayminer.gob)."""
