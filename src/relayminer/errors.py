@@ -60,3 +60,7 @@ class InvalidProtocolArgumentError(RelayMinerError, ValueError):
         super().__init__(f"invalid {argument}: {reason}")
         self.argument = argument
         self.reason = reason
+
+
+class LeaseLostError(RelayMinerError):
+    """The supplier's lease moved to another replica: this one must stop writing for it."""

@@ -130,3 +130,229 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 0
 """
 )
+
+#: Fencing prelude shared by every script that writes on behalf of a supplier owner. When a fence
+#: token is given, the supplier's lease key must still hold it, or nothing is written.
+_FENCE = """
+local function fenced(key, token)
+  if token == '' then return false end
+  return redis.call('GET', key) ~= token
+end
+"""
+
+#: The relay worker's exactly-once step for one batch (one atomic script):
+#: for each relay, SADD its hash to the session's dedup set and count it only if it was new;
+#: create each session's snapshot on first sight (first write wins, as CREATE_IF_ABSENT); skip
+#: counting for terminal sessions; dead-letter the rejected entries; ack + delete every entry.
+#:
+#: KEYS: [1] stream, [2] dead-letter stream, [3] supplier index, [4] active-state index,
+#:       [5] lease (fence) key, then per session i: [6+2(i-1)] session hash, [7+2(i-1)] dedup set.
+#: ARGV: [1] group, [2] ack mode ('xackdel' | 'xack'), [3] session ttl, [4] dedup ttl,
+#:       [5] fence token ('' = unfenced), [6] now (RFC3339Nano), [7] number of sessions, then per
+#:       session: session id, n = #metadata values, n metadata values (full hash encoding, counters
+#:       0), g = #cu groups, then per group: cu (decimal), k, k relay hashes.
+#:       Then a = #ack ids, a ids; then d = #dead entries, per entry: f = #field values, f values.
+#: Returns {'LEGACY', session index} before any write when a session key is a legacy string;
+#: error 'FENCED' before any write when the lease moved; otherwise one {created, counted
+#: relays, status} triple per session (status 0 counted, 1 terminal: nothing counted) followed
+#: by the counted compute units of each session as decimal strings.
+ACCOUNT_BATCH = (
+    _TERMINAL_TABLE
+    + _FENCE
+    + """
+if fenced(KEYS[5], ARGV[5]) then return redis.error_reply('FENCED lease lost') end
+local nsess = tonumber(ARGV[7])
+-- pass 1: parse and validate, no writes
+local sessions = {}
+local p = 8
+for i = 1, nsess do
+  local s = {sid = ARGV[p], key = KEYS[6 + 2 * (i - 1)], dedup = KEYS[7 + 2 * (i - 1)]}
+  local n = tonumber(ARGV[p + 1])
+  s.meta_from, s.meta_to = p + 2, p + 1 + n
+  p = p + 2 + n
+  local g = tonumber(ARGV[p]); p = p + 1
+  s.groups = {}
+  for j = 1, g do
+    local k = tonumber(ARGV[p + 1])
+    s.groups[j] = {cu = ARGV[p], from = p + 2, to = p + 1 + k}
+    p = p + 2 + k
+  end
+  local t = redis.call('TYPE', s.key)['ok']
+  if t == 'string' then return {'LEGACY', i} end
+  if t ~= 'hash' and t ~= 'none' then
+    return redis.error_reply('unexpected redis type for session key ' .. s.key .. ': ' .. t)
+  end
+  s.exists = (t == 'hash')
+  sessions[i] = s
+end
+local nack = tonumber(ARGV[p]); local ack_from = p + 1; p = p + 1 + nack
+local ndead = tonumber(ARGV[p]); p = p + 1
+-- pass 2: writes
+local out = {}
+local cus = {}
+for i = 1, nsess do
+  local s = sessions[i]
+  local created = 0
+  if not s.exists then
+    redis.call('HSET', s.key, unpack(ARGV, s.meta_from, s.meta_to))
+    redis.call('SADD', KEYS[3], s.sid)
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+    redis.call('SADD', KEYS[4], s.sid)
+    redis.call('EXPIRE', KEYS[4], ARGV[3])
+    created = 1
+  end
+  local state = redis.call('HGET', s.key, 'state')
+  local counted, status, cu_total = 0, 0, '0'
+  if state and TERMINAL[state] then
+    status = 1
+  else
+    local parts = {}
+    for _, grp in ipairs(s.groups) do
+      local new = 0
+      for r = grp.from, grp.to do new = new + redis.call('SADD', s.dedup, ARGV[r]) end
+      if new > 0 then
+        local cu = tonumber(grp.cu)
+        if cu * new < 9007199254740992 then
+          redis.call('HINCRBY', s.key, 'total_compute_units', string.format('%.0f', cu * new))
+        else
+          for _ = 1, new do redis.call('HINCRBY', s.key, 'total_compute_units', grp.cu) end
+        end
+        parts[#parts + 1] = grp.cu .. 'x' .. new
+        counted = counted + new
+      end
+    end
+    redis.call('EXPIRE', s.dedup, ARGV[4])
+    if counted > 0 then
+      redis.call('HINCRBY', s.key, 'relay_count', counted)
+      redis.call('HSET', s.key, 'last_updated_at', ARGV[6])
+    end
+    cu_total = table.concat(parts, ',')
+  end
+  redis.call('EXPIRE', s.key, ARGV[3])
+  out[#out + 1] = created
+  out[#out + 1] = counted
+  out[#out + 1] = status
+  cus[#cus + 1] = cu_total
+end
+for _, c in ipairs(cus) do out[#out + 1] = c end
+for _ = 1, ndead do
+  local f = tonumber(ARGV[p])
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, p + 1, p + f))
+  p = p + 1 + f
+end
+if nack > 0 then
+  if ARGV[2] == 'xackdel' then
+    redis.call('XACKDEL', KEYS[1], ARGV[1], 'DELREF', 'IDS', nack,
+               unpack(ARGV, ack_from, ack_from + nack - 1))
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, ack_from, ack_from + nack - 1))
+    redis.call('XDEL', KEYS[1], unpack(ARGV, ack_from, ack_from + nack - 1))
+  end
+end
+return out
+"""
+)
+
+#: SMST commit, compare-and-set on ``live_root``: delete orphans, write new nodes, move
+#: ``live_root``, slide the TTLs, all or nothing. Refused when the tree is sealed (``root`` exists)
+#: or when ``live_root`` is no longer the root this writer's tree was built on.
+#: KEYS: [1] nodes hash, [2] live_root, [3] root (sealed), [4] lease (fence) key.
+#: ARGV: [1] expected live_root ('' = none yet), [2] new root, [3] ttl, [4] fence token,
+#:       [5] n = number of set values (2 x nodes), [6..5+n] hex digest/preimage pairs,
+#:       [6+n..] hex digests of orphans.
+#: Returns 0 committed, 1 conflict (another writer moved live_root), 2 sealed.
+SMST_COMMIT = (
+    _FENCE
+    + """
+if fenced(KEYS[4], ARGV[4]) then return redis.error_reply('FENCED lease lost') end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+local current = redis.call('GET', KEYS[2]) or ''
+if current ~= ARGV[1] then return 1 end
+local n = tonumber(ARGV[5])
+local CHUNK = 4000
+for i = 6 + n, #ARGV, CHUNK do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + CHUNK - 1, #ARGV)))
+end
+for i = 6, 5 + n, CHUNK do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + CHUNK - 1, 5 + n)))
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 0
+"""
+)
+
+#: Seal a tree for its claim: ``root`` := ``live_root`` (the empty root when there is none) unless
+#: already sealed; later commits are refused. Returns the sealed 48-byte root.
+#: KEYS: [1] root, [2] live_root, [3] nodes, [4] lease (fence) key.
+#: ARGV: [1] ttl, [2] the empty root (48 zero bytes), [3] fence token.
+SMST_SEAL = (
+    _FENCE
+    + """
+if fenced(KEYS[4], ARGV[3]) then return redis.error_reply('FENCED lease lost') end
+local sealed = redis.call('GET', KEYS[1])
+if sealed and #sealed == 48 then return sealed end
+local live = redis.call('GET', KEYS[2])
+if not live or #live ~= 48 then live = ARGV[2] end
+redis.call('SET', KEYS[1], live, 'EX', ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return live
+"""
+)
+
+#: Fetch, in one round trip, the stored nodes a trie walk will need along each 32-byte path.
+#: Mode 'insert' stops where an insertion stops (a leaf, or an extension that diverges); mode
+#: 'closest' follows a closest-proof walk to its leaf and also fetches the leaf's sibling (the
+#: proof's SiblingData). This only prefetches: the Python trie does the real walk and fetches
+#: any node this missed.
+#: KEYS: [1] nodes hash. ARGV: [1] root digest (48 raw bytes), [2] mode, [3..] paths.
+#: Returns a flat list of digest (raw), preimage pairs.
+SMST_PREFETCH = """
+local PLACEHOLDER = string.rep('\\0', 48)
+local HEX = string.rep('%02x', 48)
+local closest = ARGV[2] == 'closest'
+local function bit(path, i)
+  local b = string.byte(path, math.floor(i / 8) + 1)
+  return math.floor(b / 2 ^ (7 - i % 8)) % 2
+end
+local seen, out = {}, {}
+local function fetch(d)
+  local v = seen[d]
+  if v == nil then
+    v = redis.call('HGET', KEYS[1], string.format(HEX, string.byte(d, 1, 48))) or false
+    seen[d] = v
+    if v then out[#out + 1] = d; out[#out + 1] = v end
+  end
+  return v
+end
+for a = 3, #ARGV do
+  local path, d, depth, sib = ARGV[a], ARGV[1], 0, nil
+  while d ~= PLACEHOLDER do
+    local node = fetch(d)
+    if not node then break end
+    local kind = string.byte(node, 1)
+    if kind == 1 then
+      local nxt, other = string.sub(node, 2, 49), string.sub(node, 50, 97)
+      if bit(path, depth) == 1 then nxt, other = other, nxt end
+      if closest and nxt == PLACEHOLDER then nxt, other = other, nxt end
+      sib, d, depth = other, nxt, depth + 1
+    elseif kind == 2 then
+      local s, e = string.byte(node, 2), string.byte(node, 3)
+      if not closest then
+        local ext = string.sub(node, 4, 35)
+        for i = s, e - 1 do
+          if bit(ext, i) ~= bit(path, i) then d = PLACEHOLDER; break end
+        end
+        if d == PLACEHOLDER then break end
+      end
+      d, depth = string.sub(node, 36, 83), e
+    else
+      break
+    end
+  end
+  if closest and sib and sib ~= PLACEHOLDER then fetch(sib) end
+end
+return out
+"""

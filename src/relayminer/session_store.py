@@ -278,6 +278,11 @@ class RedisSessionStore:
                 await self._migrate(sid)
         raise StoreError(f"failed to increment relay count: legacy key {sid} still present")
 
+    async def migrate_legacy(self, session_id: str) -> None:
+        """Rewrite a legacy JSON snapshot as a hash (counters kept from the JSON); a no-op when
+        the key is already a hash or gone."""
+        await self._migrate(_session_id(session_id))
+
     async def _migrate(self, sid: str) -> None:
         """Rewrite a legacy JSON snapshot as a hash (counters kept from the JSON)."""
         try:

@@ -1,0 +1,3 @@
+from relayminer.cli import main
+
+main()

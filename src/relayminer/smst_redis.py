@@ -1,0 +1,360 @@
+"""SMSTs in Redis: the miner's per-session trees, resumable by any replica (and by Go miners).
+
+Keys per supplier and session (spec/miner_core.md §6.5, spec/smst.md §7.2):
+
+======================================  ======  ===============================================
+``ha:smst:{supplier}:{session}:nodes``  HASH    field = lowercase hex of the 48-byte digest,
+                                                value = the raw node preimage
+``...:live_root``                       STRING  48-byte root of the last committed tree
+``...:root``                            STRING  48-byte sealed (claimed) root
+``...:stats``                           STRING  ``"<count>:<sum>"`` of the sealed root
+======================================  ======  ===============================================
+
+A batch of updates is committed in **one** atomic script (:data:`scripts.SMST_COMMIT`): orphans
+deleted, new nodes written, ``live_root`` moved and TTLs slid together, and only if
+``live_root`` is still the root this writer built on (compare-and-set) and the tree is not
+sealed. So after a crash at any instant ``live_root`` names a complete tree, and two writers of
+one session can never interleave half-trees: the loser reloads and replays its leaves.
+
+Trees are kept in memory between batches (an LRU per supplier). A tree resumed from Redis is
+imported lazily at its root; the nodes a batch will touch are fetched in one round trip
+(:data:`scripts.SMST_PREFETCH`), and so are the nodes of a closest proof, so neither an insert
+nor a proof costs one round trip per node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from relayminer import scripts
+from relayminer.errors import LeaseLostError
+from relayminer.keys import KeyBuilder
+from relayminer.leases import Fence
+from relayminer.smst import SMSTNodeMissingError, SparseMerkleSumTrie
+from relayminer.smst_nodes import DIGEST_SIZE, PLACEHOLDER, SMSTError, digest_count, digest_sum
+from relayminer.smst_proof import ClosestProof
+
+log = logging.getLogger(__name__)
+
+#: Root of the empty tree (48 zero bytes).
+EMPTY_ROOT = PLACEHOLDER
+
+
+class SMSTSealedError(SMSTError):
+    """The session's tree is sealed for its claim: no more updates."""
+
+
+class SMSTNotSealedError(SMSTError):
+    """A proof was asked for a session whose tree was never sealed."""
+
+
+class SMSTCommitConflictError(SMSTError):
+    """Other writers kept moving the session's ``live_root``; the commit gave up."""
+
+
+class _PrefetchStore:
+    """The MapStore under a Redis-backed trie: nodes fetched from Redis, and the changes of the
+    next commit (recorded, then shipped to Redis by :class:`RedisSMSTStore`)."""
+
+    __slots__ = ("deletes", "fetched", "sets")
+
+    def __init__(self) -> None:
+        self.fetched: dict[bytes, bytes] = {}
+        self.sets: dict[bytes, bytes] = {}
+        self.deletes: set[bytes] = set()
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.fetched.get(key)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self.sets[key] = value
+        self.deletes.discard(key)
+
+    def delete(self, key: bytes) -> None:
+        self.deletes.add(key)
+        self.sets.pop(key, None)
+
+    def set_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self.set(key, value)
+
+    def delete_many(self, keys: Iterable[bytes]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def __len__(self) -> int:
+        return len(self.fetched)
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return self.fetched.items()
+
+
+@dataclass
+class _Tree:
+    trie: SparseMerkleSumTrie
+    store: _PrefetchStore
+    live_root: bytes | None  # what Redis holds, as far as this tree knows (None: no key yet)
+
+
+def _hex(digest: bytes) -> str:
+    return digest.hex()
+
+
+class RedisSMSTStore:
+    """Per-session SMSTs of one supplier, stored in Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        supplier: str,
+        *,
+        keys: KeyBuilder | None = None,
+        ttl_seconds: int = 7200,
+        fence: Fence | None = None,
+        max_cached_trees: int = 64,
+    ) -> None:
+        self._redis = redis
+        self.supplier = supplier
+        self.keys = keys or KeyBuilder()
+        self.ttl = ttl_seconds
+        self.fence = fence
+        self._trees: OrderedDict[str, _Tree] = OrderedDict()
+        self._max = max_cached_trees
+        self._commit = redis.register_script(scripts.SMST_COMMIT)
+        self._seal = redis.register_script(scripts.SMST_SEAL)
+        self._prefetch = redis.register_script(scripts.SMST_PREFETCH)
+
+    # --- keys -------------------------------------------------------------------------------
+    def nodes_key(self, sid: str) -> str:
+        return self.keys.smst_nodes_key(self.supplier, sid)
+
+    def live_root_key(self, sid: str) -> str:
+        return self.keys.smst_live_root_key(self.supplier, sid)
+
+    def root_key(self, sid: str) -> str:
+        return self.keys.smst_root_key(self.supplier, sid)
+
+    def stats_key(self, sid: str) -> str:
+        return self.keys.smst_stats_key(self.supplier, sid)
+
+    def _fence_args(self) -> tuple[str, str]:
+        if self.fence is None:
+            return self.keys.miner_claim_key(self.supplier), ""
+        return self.fence.key, self.fence.token
+
+    # --- cache ------------------------------------------------------------------------------
+    def forget(self, sid: str) -> None:
+        self._trees.pop(sid, None)
+
+    def forget_all(self) -> None:
+        self._trees.clear()
+
+    async def _load(self, sid: str) -> _Tree | None:
+        """The session's tree (cached, resumed from ``live_root`` or new); None when sealed."""
+        tree = self._trees.get(sid)
+        if tree is not None:
+            self._trees.move_to_end(sid)
+            return tree
+        replies: list[bytes | None] = await self._redis.mget(  # type: ignore[assignment]
+            self.root_key(sid), self.live_root_key(sid)
+        )
+        sealed, live = replies
+        if sealed is not None:
+            if len(sealed) == DIGEST_SIZE:
+                return None
+            log.warning("discarding invalid sealed root", extra={"session_id": sid})
+            await self._redis.delete(self.root_key(sid))
+        store = _PrefetchStore()
+        if live is not None and len(live) != DIGEST_SIZE:
+            log.warning("discarding invalid live root", extra={"session_id": sid})
+            await self._redis.delete(self.live_root_key(sid))
+            live = None
+        if live is None:
+            tree = _Tree(SparseMerkleSumTrie(store), store, None)
+        else:
+            tree = _Tree(SparseMerkleSumTrie.import_root(store, live), store, live)
+        self._trees[sid] = tree
+        while len(self._trees) > self._max:
+            self._trees.popitem(last=False)
+        return tree
+
+    async def _fetch(
+        self, sid: str, store: _PrefetchStore, root: bytes, mode: str, paths: Sequence[bytes]
+    ) -> None:
+        if not paths or root == PLACEHOLDER:
+            return
+        flat = await self._prefetch(keys=[self.nodes_key(sid)], args=[root, mode, *paths])
+        store.fetched.update(zip(flat[::2], flat[1::2], strict=True))
+
+    async def _fetch_one(self, sid: str, store: _PrefetchStore, digest: bytes) -> None:
+        value: bytes | None = await self._redis.hget(  # type: ignore[assignment]
+            self.nodes_key(sid), _hex(digest)
+        )
+        if value is None:
+            raise SMSTNodeMissingError(digest)
+        store.fetched[digest] = value
+
+    # --- relay path -------------------------------------------------------------------------
+    async def apply(self, sid: str, leaves: Sequence[tuple[bytes, bytes, int]]) -> bool:
+        """Insert ``(key, value, weight)`` leaves into the session's tree and commit them in one
+        atomic step. Returns False (nothing written) when the tree is sealed. Replaying leaves
+        that are already in the tree writes nothing."""
+        for _attempt in range(8):
+            tree = await self._load(sid)
+            if tree is None:
+                return False
+            try:
+                code = await self._apply_once(sid, tree, leaves)
+            except SMSTNodeMissingError:
+                self.forget(sid)
+                if await self.live_root(sid) != tree.live_root:
+                    # Our tree is stale: another writer committed and deleted the orphans
+                    # it still references. Reload and replay, like a CAS conflict.
+                    continue
+                raise  # the stored tree itself is incomplete
+            except BaseException:
+                self.forget(sid)  # the in-memory tree may hold uncommitted changes
+                raise
+            if code == 0:
+                return True
+            self.forget(sid)
+            if code == 2:
+                return False
+            log.info("live_root moved under us, reloading", extra={"session_id": sid})
+        raise SMSTCommitConflictError(f"session {sid}: live_root kept moving; giving up")
+
+    async def _apply_once(
+        self, sid: str, tree: _Tree, leaves: Sequence[tuple[bytes, bytes, int]]
+    ) -> int:
+        trie, store = tree.trie, tree.store
+        bulk_fetched = False
+        for i, (key, value, weight) in enumerate(leaves):
+            while True:
+                try:
+                    trie.update(key, value, weight)
+                    break
+                except SMSTNodeMissingError as missing:
+                    if not bulk_fetched:
+                        # First miss of the batch (a resumed tree still has lazy nodes): fetch
+                        # what every remaining path needs in one round trip.
+                        bulk_fetched = True
+                        paths = [hashlib.sha256(k).digest() for k, _, _ in leaves[i:]]
+                        assert tree.live_root is not None  # a new tree has no lazy nodes
+                        await self._fetch(sid, store, tree.live_root, "insert", paths)
+                        if missing.digest not in store.fetched:
+                            await self._fetch_one(sid, store, missing.digest)
+                    else:
+                        await self._fetch_one(sid, store, missing.digest)
+        store.fetched.clear()
+        trie.commit()
+        new_root = trie.root()
+        if new_root == tree.live_root or not (store.sets or store.deletes):
+            # A replay of leaves already committed: the stored tree is this very tree (the
+            # trie rewrote identical nodes; there is nothing to ship).
+            store.sets.clear()
+            store.deletes.clear()
+            return 0
+        fence_key, token = self._fence_args()
+        sets: list[Any] = []
+        for digest, preimage in store.sets.items():
+            sets += [_hex(digest), preimage]
+        args: list[Any] = [
+            tree.live_root or b"",
+            new_root,
+            self.ttl,
+            token,
+            len(sets),
+            *sets,
+            *(_hex(d) for d in store.deletes),
+        ]
+        store.sets.clear()
+        store.deletes.clear()
+        keys = [self.nodes_key(sid), self.live_root_key(sid), self.root_key(sid), fence_key]
+        try:
+            code = int(await self._commit(keys=keys, args=args))
+        except ResponseError as err:
+            _raise_fenced(err)
+            raise
+        if code == 0:
+            tree.live_root = new_root
+        return code
+
+    # --- claim and proof --------------------------------------------------------------------
+    async def seal(self, sid: str) -> bytes:
+        """Seal the session's tree for its claim and return the 48-byte claimed root. Later
+        updates are refused; sealing twice returns the same root. An empty or unknown tree
+        seals as the empty root (count 0)."""
+        fence_key, token = self._fence_args()
+        keys = [self.root_key(sid), self.live_root_key(sid), self.nodes_key(sid), fence_key]
+        try:
+            root: bytes = await self._seal(keys=keys, args=[self.ttl, EMPTY_ROOT, token])
+        except ResponseError as err:
+            _raise_fenced(err)
+            raise
+        self.forget(sid)
+        stats = f"{digest_count(root)}:{digest_sum(root)}"
+        await self._redis.set(self.stats_key(sid), stats, ex=self.ttl)
+        return root
+
+    async def sealed_root(self, sid: str) -> bytes | None:
+        root: bytes | None = await self._redis.get(self.root_key(sid))  # type: ignore[assignment]
+        return root if root is not None and len(root) == DIGEST_SIZE else None
+
+    async def live_root(self, sid: str) -> bytes | None:
+        root: bytes | None = await self._redis.get(self.live_root_key(sid))  # type: ignore[assignment]
+        return root if root is not None and len(root) == DIGEST_SIZE else None
+
+    async def prove_closest(self, sid: str, path: bytes) -> tuple[bytes, ClosestProof]:
+        """Closest proof of ``path`` against the sealed root; returns ``(root, proof)``. The
+        nodes are read from Redis in one batched round trip (plus one per node the prefetch
+        missed, which does not happen on insert-only trees)."""
+        root = await self.sealed_root(sid)
+        if root is None:
+            raise SMSTNotSealedError(f"session {sid} has no sealed root")
+        store = _PrefetchStore()
+        trie = SparseMerkleSumTrie.import_root(store, root)
+        await self._fetch(sid, store, root, "closest", [path])
+        while True:
+            try:
+                return root, trie.prove_closest(path)
+            except SMSTNodeMissingError as missing:
+                await self._fetch_one(sid, store, missing.digest)
+
+    async def delete(self, sid: str) -> None:
+        """Drop every SMST key of the session (after it settled or failed for good)."""
+        self.forget(sid)
+        await self._redis.delete(
+            self.nodes_key(sid), self.live_root_key(sid), self.root_key(sid), self.stats_key(sid)
+        )
+
+    async def load_trie(self, sid: str, root: bytes) -> SparseMerkleSumTrie:
+        """The whole tree at ``root`` in memory (inspection and tests; not for the hot path)."""
+        from relayminer.mapstore import MemoryMapStore
+
+        raw: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
+            self.nodes_key(sid)
+        )
+        store = MemoryMapStore((bytes.fromhex(k.decode()), v) for k, v in raw.items())
+        return SparseMerkleSumTrie.import_root(store, root)
+
+
+def _raise_fenced(err: ResponseError) -> None:
+    if "FENCED" in str(err):
+        raise LeaseLostError(str(err)) from err
+
+
+__all__ = [
+    "EMPTY_ROOT",
+    "RedisSMSTStore",
+    "SMSTCommitConflictError",
+    "SMSTNotSealedError",
+    "SMSTSealedError",
+]

@@ -1,0 +1,181 @@
+"""StreamConsumer and the worker's loop (reads, reclaim, trim, group recovery, stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from relayminer.consumer import StreamConsumer
+from relayminer.publisher import RelayPublisher
+from relayminer.worker import BatchResult, RelayWorker, WorkerConfig
+from tests.conftest import RedisBackend
+from tests.pipeline.factory import relay_message, workload
+
+SUP = "pokt1sup"
+STREAM = f"ha:relays:{SUP}"
+
+
+async def fill(backend: RedisBackend, n: int, seed: int = 1) -> None:
+    msgs, _ = workload(seed, [SUP], ["sess-1"], n)
+    await RelayPublisher(backend.client).publish_batch(msgs)
+
+
+async def test_new_group_sees_entries_already_in_the_stream(backend: RedisBackend) -> None:
+    await fill(backend, 7)
+    c = StreamConsumer(backend.client, SUP, "c1", batch_size=100)
+    entries = await c.read_new(10)  # NOGROUP: the group is created from id 0
+    assert len(entries) == 7
+    assert all(e.deliveries == 1 and not e.reclaimed for e in entries)
+    assert await c.read_new(1) == []
+    assert await c.pending_count() == 7
+
+
+async def test_reclaim_follows_the_cursor_past_one_page(backend: RedisBackend) -> None:
+    await fill(backend, 230)
+    dead = StreamConsumer(backend.client, SUP, "dead", batch_size=1000)
+    assert len(await dead.read_new(10)) == 230
+    alive = StreamConsumer(backend.client, SUP, "alive", batch_size=50)
+    cursor, claimed = b"0-0", []
+    pages = 0
+    while True:
+        entries, cursor = await alive.reclaim(0, cursor)
+        claimed += entries
+        pages += 1
+        if cursor in (b"0-0", "0-0"):
+            break
+    assert pages >= 5
+    assert len({e.entry_id for e in claimed}) == 230
+    assert all(e.reclaimed and e.deliveries == 2 for e in claimed)
+
+
+async def test_reclaim_respects_min_idle(backend: RedisBackend) -> None:
+    await fill(backend, 5)
+    owner = StreamConsumer(backend.client, SUP, "owner")
+    await owner.read_new(10)
+    other = StreamConsumer(backend.client, SUP, "other")
+    entries, cursor = await other.reclaim(60_000)  # nothing idle for a minute yet
+    assert entries == [] and cursor in (b"0-0", "0-0")
+
+
+async def test_restart_under_same_name_reads_own_pending(backend: RedisBackend) -> None:
+    await fill(backend, 12)
+    first = StreamConsumer(backend.client, SUP, "stable-name", batch_size=5)
+    assert len(await first.read_new(10)) == 5  # then "crashes"
+    w = RelayWorker(
+        backend.client,
+        SUP,
+        WorkerConfig(consumer_name="stable-name", batch_size=5, claim_idle_ms=3_600_000),
+    )
+    assert await w.drain() == 12
+    assert w.total.counted == 12
+    assert await backend.client.xlen(STREAM) == 0
+
+
+async def test_trim_drops_entries_older_than_the_session_ttl(backend: RedisBackend) -> None:
+    r = backend.client
+    old_ms = int(time.time() * 1000) - 3_600_000
+    rng = random.Random(3)
+    for i in range(3):
+        await r.xadd(
+            STREAM, {"data": relay_message(rng, SUP, "s").SerializeToString()}, id=f"{old_ms + i}-0"
+        )
+    await fill(backend, 4)
+    c = StreamConsumer(r, SUP, "c")
+    assert await c.trim(max_age_ms=600_000) == 3
+    assert await r.xlen(STREAM) == 4
+    assert await StreamConsumer(r, "pokt1nostream", "c").trim(1000) == 0
+
+
+async def test_stream_deleted_under_the_consumer_is_recreated(backend: RedisBackend) -> None:
+    await fill(backend, 3)
+    c = StreamConsumer(backend.client, SUP, "c")
+    assert len(await c.read_new(10)) == 3
+    await backend.client.delete(STREAM)
+    assert await c.read_new(10) == []  # NOGROUP -> group and stream re-created
+    await fill(backend, 2, seed=2)
+    assert len(await c.read_new(10)) == 2
+
+
+async def test_lag_and_pending_introspection(backend: RedisBackend) -> None:
+    await fill(backend, 6)
+    c = StreamConsumer(backend.client, SUP, "c", batch_size=4)
+    await c.ensure_group()
+    await c.ensure_group()  # BUSYGROUP is fine
+    assert await c.lag() == 6
+    await c.read_new(10)
+    assert await c.lag() == 2
+    assert await c.pending_count() == 4
+    assert await StreamConsumer(backend.client, "nobody", "c").pending_count() == 0
+
+
+async def test_run_until_stop_finishes_the_batch_in_hand(backend: RedisBackend) -> None:
+    await fill(backend, 300)
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    def on_batch(result: BatchResult) -> None:
+        seen.append(result.handled)
+        stop.set()  # asked to stop during the first batch
+
+    w = RelayWorker(
+        backend.client,
+        SUP,
+        WorkerConfig(consumer_name="c", batch_size=100, block_ms=50),
+        on_batch=on_batch,
+    )
+    await asyncio.wait_for(w.run(stop), timeout=30)
+    assert seen == [100]
+    assert await backend.client.xlen(STREAM) == 200  # the rest waits for the next run
+    assert (await backend.client.xpending(STREAM, "ha-miners"))["pending"] == 0
+
+
+async def test_run_processes_entries_published_while_running(backend: RedisBackend) -> None:
+    stop = asyncio.Event()
+    total = 0
+
+    def on_batch(result: BatchResult) -> None:
+        nonlocal total
+        total += result.counted
+        if total >= 250:
+            stop.set()
+
+    w = RelayWorker(
+        backend.client, SUP, WorkerConfig(consumer_name="c", block_ms=50), on_batch=on_batch
+    )
+    task = asyncio.create_task(w.run(stop))
+    await fill(backend, 250)
+    await asyncio.wait_for(task, timeout=30)
+    assert total == 250
+
+
+async def test_run_backs_off_while_redis_is_down(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from relayminer import worker as worker_module
+
+    stop = asyncio.Event()
+    backing_off = asyncio.Event()
+    waits: list[float] = []
+    real_wait = worker_module._wait
+
+    async def observed_wait(event: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            backing_off.set()
+        await real_wait(event, 0)  # do not actually wait out the backoff in a test
+
+    monkeypatch.setattr(worker_module, "_wait", observed_wait)
+    name, labels = "ha_transport_redis_reconnection_attempts_total", {"component": "relay_worker"}
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    w = RelayWorker(backend.broken_client(), SUP, WorkerConfig(consumer_name="c"))
+    task = asyncio.create_task(w.run(stop))
+    await asyncio.wait_for(backing_off.wait(), timeout=30)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert waits[:3] == [1.0, 2.0, 4.0]  # capped exponential backoff
+    assert (REGISTRY.get_sample_value(name, labels) or 0.0) >= before + 3
