@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0epoktroll.proto\x12\x0cpocket.proof\"\x9a\x01\n\rSessionHeader\x12\x1b\n\x13\x61pplication_address\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\"\n\x1asession_start_block_height\x18\x04 \x01(\x03\x12 \n\x18session_end_block_height\x18\x05 \x01(\x03\"\xb3\x01\n\x05\x43laim\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12?\n\x17proof_validation_status\x18\x04 \x01(\x0e\x32\x1e.pocket.proof.ClaimProofStatus\"{\n\x0eMsgCreateClaim\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\"w\n\x0eMsgSubmitProof\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\r\n\x05proof\x18\x03 \x01(\x0c*F\n\x10\x43laimProofStatus\x12\x16\n\x12PENDING_VALIDATION\x10\x00\x12\r\n\tVALIDATED\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0epoktroll.proto\x12\x0cpocket.proof\"\x9a\x01\n\rSessionHeader\x12\x1b\n\x13\x61pplication_address\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\"\n\x1asession_start_block_height\x18\x04 \x01(\x03\x12 \n\x18session_end_block_height\x18\x05 \x01(\x03\"\xb3\x01\n\x05\x43laim\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12?\n\x17proof_validation_status\x18\x04 \x01(\x0e\x32\x1e.pocket.proof.ClaimProofStatus\"{\n\x0eMsgCreateClaim\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\"w\n\x0eMsgSubmitProof\x12!\n\x19supplier_operator_address\x18\x01 \x01(\t\x12\x33\n\x0esession_header\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x81\x01\n\x14RelayRequestMetadata\x12\x33\n\x0esession_header\x18\x01 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12!\n\x19supplier_operator_address\x18\x03 \x01(\t\"Q\n\x0cRelayRequest\x12\x30\n\x04meta\x18\x01 \x01(\x0b\x32\".pocket.proof.RelayRequestMetadata\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"q\n\x15RelayResponseMetadata\x12\x33\n\x0esession_header\x18\x01 \x01(\x0b\x32\x1b.pocket.proof.SessionHeader\x12#\n\x1bsupplier_operator_signature\x18\x02 \x01(\x0c\"i\n\rRelayResponse\x12\x31\n\x04meta\x18\x01 \x01(\x0b\x32#.pocket.proof.RelayResponseMetadata\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x14\n\x0cpayload_hash\x18\x03 \x01(\x0c\"Z\n\x05Relay\x12\'\n\x03req\x18\x01 \x01(\x0b\x32\x1a.pocket.proof.RelayRequest\x12(\n\x03res\x18\x02 \x01(\x0b\x32\x1b.pocket.proof.RelayResponse*F\n\x10\x43laimProofStatus\x12\x16\n\x12PENDING_VALIDATION\x10\x00\x12\r\n\tVALIDATED\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'poktroll_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLAIMPROOFSTATUS']._serialized_start=617
-  _globals['_CLAIMPROOFSTATUS']._serialized_end=687
+  _globals['_CLAIMPROOFSTATUS']._serialized_start=1146
+  _globals['_CLAIMPROOFSTATUS']._serialized_end=1216
   _globals['_SESSIONHEADER']._serialized_start=33
   _globals['_SESSIONHEADER']._serialized_end=187
   _globals['_CLAIM']._serialized_start=190
@@ -41,4 +41,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MSGCREATECLAIM']._serialized_end=494
   _globals['_MSGSUBMITPROOF']._serialized_start=496
   _globals['_MSGSUBMITPROOF']._serialized_end=615
+  _globals['_RELAYREQUESTMETADATA']._serialized_start=618
+  _globals['_RELAYREQUESTMETADATA']._serialized_end=747
+  _globals['_RELAYREQUEST']._serialized_start=749
+  _globals['_RELAYREQUEST']._serialized_end=830
+  _globals['_RELAYRESPONSEMETADATA']._serialized_start=832
+  _globals['_RELAYRESPONSEMETADATA']._serialized_end=945
+  _globals['_RELAYRESPONSE']._serialized_start=947
+  _globals['_RELAYRESPONSE']._serialized_end=1052
+  _globals['_RELAY']._serialized_start=1054
+  _globals['_RELAY']._serialized_end=1144
 # @@protoc_insertion_point(module_scope)

@@ -60,3 +60,47 @@ class MsgSubmitProof(_message.Message):
     session_header: SessionHeader
     proof: bytes
     def __init__(self, supplier_operator_address: _Optional[str] = ..., session_header: _Optional[_Union[SessionHeader, _Mapping]] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class RelayRequestMetadata(_message.Message):
+    __slots__ = ("session_header", "signature", "supplier_operator_address")
+    SESSION_HEADER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_OPERATOR_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    session_header: SessionHeader
+    signature: bytes
+    supplier_operator_address: str
+    def __init__(self, session_header: _Optional[_Union[SessionHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., supplier_operator_address: _Optional[str] = ...) -> None: ...
+
+class RelayRequest(_message.Message):
+    __slots__ = ("meta", "payload")
+    META_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    meta: RelayRequestMetadata
+    payload: bytes
+    def __init__(self, meta: _Optional[_Union[RelayRequestMetadata, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class RelayResponseMetadata(_message.Message):
+    __slots__ = ("session_header", "supplier_operator_signature")
+    SESSION_HEADER_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_OPERATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    session_header: SessionHeader
+    supplier_operator_signature: bytes
+    def __init__(self, session_header: _Optional[_Union[SessionHeader, _Mapping]] = ..., supplier_operator_signature: _Optional[bytes] = ...) -> None: ...
+
+class RelayResponse(_message.Message):
+    __slots__ = ("meta", "payload", "payload_hash")
+    META_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    meta: RelayResponseMetadata
+    payload: bytes
+    payload_hash: bytes
+    def __init__(self, meta: _Optional[_Union[RelayResponseMetadata, _Mapping]] = ..., payload: _Optional[bytes] = ..., payload_hash: _Optional[bytes] = ...) -> None: ...
+
+class Relay(_message.Message):
+    __slots__ = ("req", "res")
+    REQ_FIELD_NUMBER: _ClassVar[int]
+    RES_FIELD_NUMBER: _ClassVar[int]
+    req: RelayRequest
+    res: RelayResponse
+    def __init__(self, req: _Optional[_Union[RelayRequest, _Mapping]] = ..., res: _Optional[_Union[RelayResponse, _Mapping]] = ...) -> None: ...
