@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
 
+from relayminer.errors import InvalidProtocolArgumentError
 from relayminer.gorand import seeded_float64
 from relayminer.proto import poktroll_pb2
 from relayminer.protocol import SharedParams
-from relayminer.errors import InvalidProtocolArgumentError
 from relayminer.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH, difficulty_multiplier
 
 __all__ = [

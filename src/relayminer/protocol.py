@@ -32,8 +32,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
-from relayminer.gorand import seeded_int63
 from relayminer.errors import InvalidProtocolArgumentError
+from relayminer.gorand import seeded_int63
 
 __all__ = [
     "SharedParams",

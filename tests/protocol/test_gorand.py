@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relayminer._rng_cooked import RNG_COOKED, RNG_LEN
-from relayminer.errors import RelayMinerError
+from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
 from relayminer.gorand import (
     GoRand,
     _seedrand,
@@ -20,7 +20,6 @@ from relayminer.gorand import (
     seeded_float64,
     seeded_int63,
 )
-from relayminer.errors import InvalidProtocolArgumentError
 
 DETERMINISTIC = settings(derandomize=True, max_examples=300, deadline=None)
 M = 2**31 - 1

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from relayminer.errors import RelayMinerError
+from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
 from relayminer.gorand import go_varint_n
 from relayminer.proof_requirement import (
     SMST_ROOT_SIZE,
@@ -32,7 +32,6 @@ from relayminer.proof_requirement import (
 )
 from relayminer.proto import poktroll_pb2
 from relayminer.protocol import SharedParams
-from relayminer.errors import InvalidProtocolArgumentError
 from relayminer.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
 
 VECTOR_ROOT = b"\x11" * 32 + (100).to_bytes(8, "big") + (10).to_bytes(8, "big")

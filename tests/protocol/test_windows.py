@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relayminer.errors import RelayMinerError
+from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
 from relayminer.gorand import seeded_int63
 from relayminer.protocol import (
     SharedParams,
@@ -27,7 +27,6 @@ from relayminer.protocol import (
     session_start_height,
     settlement_height,
 )
-from relayminer.errors import InvalidProtocolArgumentError
 
 DETERMINISTIC = settings(
     derandomize=True,
