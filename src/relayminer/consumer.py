@@ -90,8 +90,10 @@ class StreamConsumer:
             return await call()
 
     # --- reads ------------------------------------------------------------------------------
-    async def read_new(self, block_ms: int) -> list[StreamEntry]:
-        """Entries never delivered to the group (``>``), waiting up to ``block_ms``."""
+    async def read_new(self, block_ms: int | None) -> list[StreamEntry]:
+        """Entries never delivered to the group (``>``), waiting up to ``block_ms`` (None: do
+        not block; Redis checks blocking timeouts only ``hz`` times a second, so even
+        ``BLOCK 1`` can take 100 ms on an empty stream)."""
 
         async def call() -> Any:
             return await self._redis.xreadgroup(
@@ -99,7 +101,7 @@ class StreamConsumer:
                 self.consumer,
                 {self.stream: ">"},
                 count=self.batch_size,
-                block=max(1, block_ms),
+                block=None if block_ms is None else max(1, block_ms),
             )
 
         reply = await self._with_group(call)

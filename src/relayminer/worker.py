@@ -234,7 +234,7 @@ class RelayWorker:
         await self._drain_own_pending()
         await self._reclaim(0)
         while True:
-            entries = await self.consumer.read_new(1)
+            entries = await self.consumer.read_new(None)
             if not entries:
                 break
             await self.process(entries)

@@ -1,0 +1,135 @@
+"""Rebroadcast entries: what the inclusion reconciler may resend (spec/lifecycle.md §5).
+
+A broadcast accepted by the mempool (CheckTx code 0) can still be evicted; the reconciler
+checks inclusion every block and resends a missing claim or proof once, from the stored message.
+
+Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag):
+
+- ``ha:miner:rebroadcast:{phase}:{supplier}:{E}``: HASH, session id -> JSON entry (below);
+- ``ha:miner:rebroadcast:{phase}:index``: SET of ``"{supplier}:{E}"`` groups with entries.
+
+Entry JSON: ``m`` marshalled ``MsgCreateClaim``/``MsgSubmitProof`` (base64, as Go's JSON of
+``[]byte``), ``h`` submit height, ``t`` latest tx hash, ``o`` original tx hash (empty: never
+broadcast), ``s`` service id, ``n`` resends done. TTL 1 h on both keys, refreshed on put.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from relayminer.keys import KeyBuilder
+
+CLAIM = "claim"
+PROOF = "proof"
+
+# HDEL the entry, and drop the group from the index once its hash is empty.
+_DELETE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+
+@dataclass
+class RebroadcastEntry:
+    session_id: str
+    message: bytes
+    submit_height: int
+    tx_hash: str
+    original_tx_hash: str
+    service_id: str
+    resends: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "m": base64.b64encode(self.message).decode(),
+                "h": self.submit_height,
+                "t": self.tx_hash,
+                "o": self.original_tx_hash,
+                "s": self.service_id,
+                "n": self.resends,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, session_id: str, raw: bytes) -> RebroadcastEntry:
+        doc = json.loads(raw)
+        return cls(
+            session_id,
+            base64.b64decode(doc["m"]),
+            int(doc["h"]),
+            str(doc["t"]),
+            str(doc["o"]),
+            str(doc.get("s", "")),
+            int(doc.get("n", 0)),
+        )
+
+    def resend_threshold(self, window_close: int) -> int:
+        """Never broadcast: resend at once; otherwise give the original half the window."""
+        if not self.original_tx_hash:
+            return self.submit_height + 1
+        return self.submit_height + (window_close - self.submit_height) // 2
+
+
+class RebroadcastStore:
+    """Rebroadcast entries of one supplier."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        supplier: str,
+        *,
+        keys: KeyBuilder | None = None,
+        ttl_seconds: int = 3600,
+    ) -> None:
+        self._redis = redis
+        self.supplier = supplier
+        self.keys = keys or KeyBuilder()
+        self.ttl = ttl_seconds
+        self._delete = redis.register_script(_DELETE)
+
+    def _member(self, end_height: int) -> str:
+        return f"{self.supplier}:{end_height}"
+
+    async def put(self, phase: str, end_height: int, entry: RebroadcastEntry) -> None:
+        key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
+        index = self.keys.rebroadcast_index_key(phase)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, entry.session_id, entry.to_json())
+            pipe.expire(key, self.ttl)
+            pipe.sadd(index, self._member(end_height))
+            pipe.expire(index, self.ttl)
+            await pipe.execute()
+
+    async def groups(self, phase: str) -> list[int]:
+        """Session end heights of this supplier that have entries in ``phase``."""
+        index = self.keys.rebroadcast_index_key(phase)
+        members: set[bytes] = await self._redis.smembers(index)  # type: ignore[assignment]
+        out = []
+        for m in members:
+            supplier, _, end = m.decode().rpartition(":")
+            if supplier == self.supplier and end.isdigit():
+                out.append(int(end))
+        return sorted(out)
+
+    async def entries(self, phase: str, end_height: int) -> dict[str, RebroadcastEntry]:
+        key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
+        raw: dict[bytes, bytes] = await self._redis.hgetall(key)  # type: ignore[assignment]
+        if not raw:  # expired: reap the index member
+            index = self.keys.rebroadcast_index_key(phase)
+            await self._redis.srem(index, self._member(end_height))
+        return {sid.decode(): RebroadcastEntry.from_json(sid.decode(), v) for sid, v in raw.items()}
+
+    async def delete(self, phase: str, end_height: int, session_id: str) -> None:
+        await self._delete(
+            keys=[
+                self.keys.rebroadcast_key(phase, self.supplier, end_height),
+                self.keys.rebroadcast_index_key(phase),
+            ],
+            args=[session_id, self._member(end_height)],
+        )
