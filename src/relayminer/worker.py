@@ -24,7 +24,6 @@ same leaves and only one of them counts each hash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relayminer import metrics, scripts
+from relayminer.aio import wait_or_stop
 from relayminer.consumer import StreamConsumer, StreamEntry
 from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder, Namespace
@@ -191,7 +191,7 @@ class RelayWorker:
                 )
                 started = False
                 self.trees.forget_all()
-                await _wait(stop, backoff)
+                await wait_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
 
     async def _start(self) -> None:
@@ -223,7 +223,7 @@ class RelayWorker:
         elif (time.monotonic() - started) * 1000 < self.config.block_ms / 2:
             # The server returned at once instead of blocking (fakeredis does with COUNT):
             # wait for the block time or the stop signal instead of spinning.
-            await _wait(stop, self.config.block_ms / 1000)
+            await wait_or_stop(stop, self.config.block_ms / 1000)
 
     async def drain(self) -> int:
         """Process everything in the stream now and everything pending (reclaimed whatever its
@@ -496,9 +496,3 @@ class RelayWorker:
             raise
         except Exception:
             log.exception("session created hook failed", extra={"session_id": session_id})
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds`` or until ``stop`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -161,15 +161,15 @@ async def test_run_backs_off_while_redis_is_down(
     stop = asyncio.Event()
     backing_off = asyncio.Event()
     waits: list[float] = []
-    real_wait = worker_module._wait
+    real_wait = worker_module.wait_or_stop
 
-    async def observed_wait(event: asyncio.Event, seconds: float) -> None:
+    async def observed_wait(event: asyncio.Event, seconds: float) -> bool:
         waits.append(seconds)
         if len(waits) == 3:
             backing_off.set()
-        await real_wait(event, 0)  # do not actually wait out the backoff in a test
+        return await real_wait(event, 0)  # do not actually wait out the backoff in a test
 
-    monkeypatch.setattr(worker_module, "_wait", observed_wait)
+    monkeypatch.setattr(worker_module, "wait_or_stop", observed_wait)
     name, labels = "ha_transport_redis_reconnection_attempts_total", {"component": "relay_worker"}
     before = REGISTRY.get_sample_value(name, labels) or 0.0
     w = RelayWorker(backend.broken_client(), SUP, WorkerConfig(consumer_name="c"))
