@@ -31,26 +31,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class NamespaceSection(_Section):
-    base_prefix: str = "ha"
-    cache_prefix: str = "cache"
-    events_prefix: str = "events"
-    streams_prefix: str = "relays"
-    miner_prefix: str = "miner"
-    supplier_prefix: str = "supplier"
-    meter_prefix: str = "meter"
-    params_prefix: str = "params"
-    consumer_group_prefix: str = "miners"
-
-    def build(self) -> Namespace:
-        return Namespace(**self.model_dump())
-
-
 class RedisSection(_Section):
     #: ``redis://``, ``rediss://`` or ``unix://``; empty: start an embedded server
     url: str | None = None
     max_connections: int = Field(64, ge=4, le=10_000)
-    namespace: NamespaceSection = NamespaceSection()
+    #: key segments (``Namespace``), each defaulting alone; must match the Go relayers
+    namespace: Namespace = Namespace()
 
     @field_validator("url")
     @classmethod

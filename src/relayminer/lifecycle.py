@@ -252,12 +252,10 @@ class LifecycleManager:
                 elif action is Action.MARK_PROVED:
                     await self.coordinator.on_session_proved(s.session_id)
                     report.proved.append(s.session_id)
-                elif action is Action.CLAIM_WINDOW_CLOSED:
-                    await self.coordinator.on_claim_window_closed(s.session_id)
-                    report.failed[s.session_id] = SessionState.CLAIM_WINDOW_CLOSED
-                elif action is Action.PROOF_WINDOW_CLOSED:
-                    await self.coordinator.on_proof_window_closed(s.session_id)
-                    report.failed[s.session_id] = SessionState.PROOF_WINDOW_CLOSED
+                elif action in (Action.CLAIM_WINDOW_CLOSED, Action.PROOF_WINDOW_CLOSED):
+                    closed = SessionState(action.value)
+                    await self._mark(s.session_id, closed)
+                    report.failed[s.session_id] = closed
             except LeaseLostError:
                 raise
             except RelayMinerError as err:
@@ -350,23 +348,7 @@ class LifecycleManager:
                 metrics.CLAIMS_SUBMITTED.labels(supplier=self.supplier).inc()
                 report.claimed.append(sid)
                 continue
-            reason = result.log if isinstance(result, TxResult) else str(result)
-            metrics.CLAIMS_FAILED.labels(supplier=self.supplier, reason=_reason(reason)).inc()
-            if isinstance(result, TxResult) and "claim window" in reason:
-                await self.coordinator.on_claim_window_closed(sid)
-                report.failed[sid] = SessionState.CLAIM_WINDOW_CLOSED
-            elif isinstance(result, TxResult):
-                self._attempts[(CLAIM, sid)] += 1
-                if self._attempts[(CLAIM, sid)] >= self.config.max_submit_attempts:
-                    await self.coordinator.on_claim_tx_error(sid)
-                    # Remember it as never broadcast: the reconciler resends it once.
-                    await self._remember(CLAIM, b, height, "")
-                    report.failed[sid] = SessionState.CLAIM_TX_ERROR
-            # A transport failure leaves the session ``claiming``: the next pass re-drives it.
-            log.warning(
-                "claim not accepted",
-                extra={"supplier": self.supplier, "session_id": sid, "reason": reason},
-            )
+            await self._not_accepted(CLAIM, b, result, height, report)
 
     async def _build_claim(self, s: SessionSnapshot, height: int) -> _Built | str | None:
         """The claim of ``s``, or why it is skipped (a str), or None to retry later."""
@@ -436,11 +418,8 @@ class LifecycleManager:
             elif outcome is SessionState.PROBABILISTIC_PROVED:
                 await self.coordinator.on_probabilistic_proved(sid)
                 report.proved.append(sid)
-            elif outcome is SessionState.CLAIM_MISSING:
-                await self.coordinator.on_claim_missing(sid)
-                report.failed[sid] = outcome
-            elif outcome is SessionState.PROOF_TX_ERROR:
-                await self.coordinator.on_proof_tx_error(sid)
+            elif outcome in (SessionState.CLAIM_MISSING, SessionState.PROOF_TX_ERROR):
+                await self._mark(sid, outcome)
                 report.failed[sid] = outcome
         if not built:
             return
@@ -455,24 +434,7 @@ class LifecycleManager:
                 metrics.PROOFS_SUBMITTED.labels(supplier=self.supplier).inc()
                 report.proved.append(sid)
                 continue
-            reason = result.log if isinstance(result, TxResult) else str(result)
-            metrics.PROOFS_FAILED.labels(supplier=self.supplier, reason=_reason(reason)).inc()
-            if isinstance(result, TxResult) and "proof window" in reason:
-                await self.coordinator.on_proof_window_closed(sid)
-                report.failed[sid] = SessionState.PROOF_WINDOW_CLOSED
-            elif isinstance(result, TxResult) and "proof not required" in reason:
-                await self.coordinator.on_probabilistic_proved(sid)
-                report.proved.append(sid)
-            elif isinstance(result, TxResult):
-                self._attempts[(PROOF, sid)] += 1
-                if self._attempts[(PROOF, sid)] >= self.config.max_submit_attempts:
-                    await self.coordinator.on_proof_tx_error(sid)
-                    await self._remember(PROOF, b, height, "")
-                    report.failed[sid] = SessionState.PROOF_TX_ERROR
-            log.warning(
-                "proof not accepted",
-                extra={"supplier": self.supplier, "session_id": sid, "reason": reason},
-            )
+            await self._not_accepted(PROOF, b, result, height, report)
 
     async def _build_proof(
         self, s: SessionSnapshot, seed_hash: bytes
@@ -529,6 +491,61 @@ class LifecycleManager:
             proof=proof.compact().to_bytes(),
         )
         return _Built(s, msg, root)
+
+    async def _not_accepted(
+        self,
+        phase: str,
+        b: _Built,
+        result: TxResult | Exception,
+        height: int,
+        report: PassReport,
+    ) -> None:
+        """A claim or proof the chain did not accept. A closed window is final; a proof the
+        chain does not require ends ``probabilistic_proved``; other rejections are retried
+        at later passes up to ``max_submit_attempts``, then end ``*_tx_error`` with the message
+        kept for the reconciler's one emergency resend. A transport failure is not counted:
+        the session keeps its state and the next pass re-drives it."""
+        sid = b.snapshot.session_id
+        reason = result.log if isinstance(result, TxResult) else str(result)
+        failed = metrics.CLAIMS_FAILED if phase == CLAIM else metrics.PROOFS_FAILED
+        failed.labels(supplier=self.supplier, reason=_reason(reason)).inc()
+        log.warning(
+            f"{phase} not accepted",
+            extra={"supplier": self.supplier, "session_id": sid, "reason": reason},
+        )
+        if not isinstance(result, TxResult):
+            return
+        if f"{phase} window" in reason:
+            closed = (
+                SessionState.CLAIM_WINDOW_CLOSED
+                if phase == CLAIM
+                else SessionState.PROOF_WINDOW_CLOSED
+            )
+            await self._mark(sid, closed)
+            report.failed[sid] = closed
+        elif phase == PROOF and "proof not required" in reason:
+            await self.coordinator.on_probabilistic_proved(sid)
+            report.proved.append(sid)
+        else:
+            self._attempts[(phase, sid)] += 1
+            if self._attempts[(phase, sid)] >= self.config.max_submit_attempts:
+                error = (
+                    SessionState.CLAIM_TX_ERROR if phase == CLAIM else SessionState.PROOF_TX_ERROR
+                )
+                await self._mark(sid, error)
+                await self._remember(phase, b, height, "")  # "never broadcast": resend once
+                report.failed[sid] = error
+
+    async def _mark(self, sid: str, state: SessionState) -> None:
+        """Record a terminal failure through the coordinator (its guarded markers)."""
+        marker = {
+            SessionState.CLAIM_WINDOW_CLOSED: self.coordinator.on_claim_window_closed,
+            SessionState.PROOF_WINDOW_CLOSED: self.coordinator.on_proof_window_closed,
+            SessionState.CLAIM_TX_ERROR: self.coordinator.on_claim_tx_error,
+            SessionState.PROOF_TX_ERROR: self.coordinator.on_proof_tx_error,
+            SessionState.CLAIM_MISSING: self.coordinator.on_claim_missing,
+        }[state]
+        await marker(sid)
 
     # --- broadcasting -----------------------------------------------------------------------
     async def _broadcast(self, built: Sequence[_Built]) -> dict[str, TxResult | Exception]:

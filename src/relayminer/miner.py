@@ -118,7 +118,7 @@ class Miner:
         self.config = config
         self.redis = redis
         self.chain = chain
-        self.keys = KeyBuilder(config.redis.namespace.build())
+        self.keys = KeyBuilder(config.redis.namespace)
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
         self.pipelines: dict[str, SupplierPipeline] = {}
