@@ -260,12 +260,15 @@ def demo(
     Starts a private Redis server (unless --redis-url is given), a simulated chain, a load
     generator publishing Go-format relays and one miner replica owning every supplier, runs
     SESSIONS sessions of load and waits until every session is proved and settled. Exits 0
-    when every session ended proved or probabilistic_proved and every published relay was
-    mined; 1 otherwise (the reasons go to stderr).
+    when every session ended proved or probabilistic_proved, the chain paid every one of those
+    claims and every published relay was mined; 1 otherwise (the reasons go to stderr).
     """
     import json
 
+    from redis.exceptions import RedisError
+
     from relayminer.demo import DemoError, DemoOptions, interactive_console, render_summary
+    from relayminer.errors import RelayMinerError
 
     options = DemoOptions(
         suppliers=suppliers,
@@ -286,6 +289,9 @@ def demo(
     except DemoError as err:
         click.echo(f"relayminer demo: {err}", err=True)
         sys.exit(2)
+    except (RelayMinerError, RedisError, OSError) as err:
+        click.echo(f"relayminer demo: failed: {type(err).__name__}: {err}", err=True)
+        sys.exit(1)
     finally:
         if server is not None:
             server.stop()

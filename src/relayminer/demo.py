@@ -1,0 +1,666 @@
+"""``relayminer demo``: the whole system on one machine, from relays to settled rewards.
+
+:func:`run_demo` builds a small world (:func:`demo_config`): a simulated chain with 4
+applications and 2 services - ``anvil`` (10 compute units per relay, base difficulty) and
+``llm`` (7 compute units per relay, a 4x harder relay difficulty target) - and by default 3
+suppliers. It opens the chain, runs one in-process :class:`~relayminer.miner.Miner` replica
+that owns every supplier and produces the blocks, and a
+:class:`~relayminer.loadgen.LoadGenerator` publishing Go-format relays for ``sessions``
+sessions. It then waits until every session that received relays is terminal and the chain
+has settled it (the height passed its settlement height and the miner recorded the outcome),
+stops everything and returns a :class:`DemoSummary`.
+
+The proof parameters make both outcomes of a claim happen: the threshold is out of reach, so
+whether a claim needs a proof is the chain's lottery (probability 0.5 by default, decided by
+the claim and the proof-seed block hash): a required proof is built and sent (``proved``), an
+unrequired one is not (``probabilistic_proved``).
+
+``relays_mined`` is read back from Redis (the sum of the sessions' ``relay_count``), never
+taken from the generator: the demo succeeds when it equals ``relays_published``, every
+session ended ``proved`` or ``probabilistic_proved`` and the chain settled (paid) every one of
+those claims. The last condition matters: the miner marks a session ``proved`` once the
+mempool accepted its proof, so a proof the mempool silently dropped (``--drop-rate``) shows up
+only as an expired claim at settlement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from relayminer.config import MinerConfig, parse_config
+from relayminer.errors import RelayMinerError
+from relayminer.keys import KeyBuilder
+from relayminer.lifecycle import PassReport
+from relayminer.lifecycle_rules import Windows
+from relayminer.loadgen import LoadGenerator
+from relayminer.miner import Miner, MinerHooks, open_chain
+from relayminer.protocol import SharedParams
+from relayminer.session_store import RedisSessionStore, SessionStoreConfig
+from relayminer.sessions import SessionSnapshot, SessionState
+from relayminer.simchain import SimulatedChain
+from relayminer.simchain_state import SimChainKeys
+from relayminer.worker import BatchResult
+
+__all__ = [
+    "DEMO_APPLICATIONS",
+    "DEMO_SERVICES",
+    "DemoError",
+    "DemoOptions",
+    "DemoProgress",
+    "DemoSummary",
+    "demo_config",
+    "render_progress",
+    "render_summary",
+    "run_demo",
+    "supplier_addresses",
+]
+
+log = logging.getLogger(__name__)
+
+#: service id -> (compute units per relay, relay difficulty target hex)
+DEMO_SERVICES: Final = {
+    "anvil": (10, "ff" * 32),
+    "llm": (7, "3f" + "ff" * 31),
+}
+#: application -> the services it is staked for
+DEMO_APPLICATIONS: Final = {
+    "pokt1demoapp1": ["anvil", "llm"],
+    "pokt1demoapp2": ["anvil"],
+    "pokt1demoapp3": ["llm"],
+    "pokt1demoapp4": ["anvil", "llm"],
+}
+_SUCCESS: Final = (SessionState.PROVED, SessionState.PROBABILISTIC_PROVED)
+_UPOKT_PER_POKT: Final = 1_000_000
+_SETTLED: Final = "settled_proven"  # the settlement outcome of a claim paid out
+
+
+class DemoError(RelayMinerError):
+    """The demo cannot run (e.g. the Redis database already holds a simulated chain)."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Scale and knobs of a demo run (the CLI flags)."""
+
+    suppliers: int = 3
+    relays_per_second: float = 200.0
+    sessions: int = 3
+    block_time_seconds: float = 1.0
+    drop_rate: float = 0.0
+    seed: int = 1
+    namespace: str = "ha"
+    #: the lottery of the proof requirement (the threshold is out of reach)
+    proof_request_probability: float = 0.5
+    #: blocks past the last settlement height the demo waits for stragglers before giving up
+    settle_grace_blocks: int = 4
+    #: how often the progress is refreshed when nothing happens (seconds)
+    refresh_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.suppliers < 1:
+            raise ValueError("suppliers must be >= 1")
+        if self.sessions < 1:
+            raise ValueError("sessions must be >= 1")
+        if self.relays_per_second <= 0:
+            raise ValueError("relays_per_second must be > 0")
+        if self.block_time_seconds <= 0:
+            raise ValueError("block_time_seconds must be > 0")
+        if not 0 <= self.drop_rate < 1:
+            raise ValueError("drop_rate must be within [0, 1)")
+        if self.settle_grace_blocks < 0:
+            raise ValueError("settle_grace_blocks must be >= 0")
+
+
+def supplier_addresses(n: int) -> list[str]:
+    """The demo's supplier operator addresses.
+
+    >>> supplier_addresses(2)
+    ['pokt1demosupplier01', 'pokt1demosupplier02']
+    """
+    return [f"pokt1demosupplier{i:02d}" for i in range(1, n + 1)]
+
+
+def demo_config(options: DemoOptions, redis_url: str | None = None) -> MinerConfig:
+    """The miner configuration of the demo world (shared params N=4, G=1, CO=1, CC=4, PO=0,
+    PC=4; both services; every supplier staked for both)."""
+    block_ms = int(min(250.0, max(10.0, options.block_time_seconds * 1000 / 4)))
+    return parse_config(
+        {
+            "suppliers": supplier_addresses(options.suppliers),
+            "instance_id": "relayminer-demo",
+            "redis": {"url": redis_url, "namespace": {"base_prefix": options.namespace}},
+            "worker": {"block_ms": block_ms, "claim_idle_ms": 5000},
+            "metrics": {"enabled": False},
+            "chain": {
+                "produce_blocks": True,
+                "block_time_seconds": options.block_time_seconds,
+                "shared_params": {
+                    "num_blocks_per_session": 4,
+                    "grace_period_end_offset_blocks": 1,
+                    "claim_window_open_offset_blocks": 1,
+                    "claim_window_close_offset_blocks": 4,
+                    "proof_window_open_offset_blocks": 0,
+                    "proof_window_close_offset_blocks": 4,
+                },
+                "proof_params": {
+                    "proof_request_probability": options.proof_request_probability,
+                    "proof_requirement_threshold_upokt": 10**15,
+                },
+                "services": {
+                    sid: {"compute_units_per_relay": cupr, "relay_difficulty_target_hex": target}
+                    for sid, (cupr, target) in DEMO_SERVICES.items()
+                },
+                "applications": DEMO_APPLICATIONS,
+                "drop_rate": options.drop_rate,
+                "seed": options.seed,
+            },
+        }
+    )
+
+
+# --- progress and summary ----------------------------------------------------------------------
+
+
+@dataclass
+class DemoProgress:
+    """What the live display shows."""
+
+    phase: str  # "load", "settling", "done"
+    height: int
+    relays_published: int
+    relays_mined: int  # as the workers reported their batches
+    published_per_second: float
+    mined_per_second: float
+    sessions_by_state: dict[str, int]
+    claims_submitted: int
+    proofs_submitted: int
+    claims_settled: int
+    elapsed_seconds: float
+    settle_height: int | None = None  # the height the demo waits for (after the load)
+
+
+@dataclass
+class DemoSummary:
+    """The outcome of a demo run (``as_dict`` is the ``--json`` document)."""
+
+    relays_published: int
+    relays_mined: int
+    sessions: int
+    sessions_proved: int
+    sessions_probabilistic_proved: int
+    sessions_failed: int
+    sessions_by_state: dict[str, int]
+    sessions_settled: int
+    claims_submitted: int
+    proofs_submitted: int
+    claims_settled: int
+    claims_expired: int
+    rewards_upokt: dict[str, int]
+    rewards_total_upokt: int
+    suppliers: list[str]
+    published_per_supplier: dict[str, int]
+    start_height: int
+    end_height: int
+    duration_seconds: float
+    load_seconds: float
+    relays_per_second: float
+    chain: dict[str, int]
+    redis: str = "external"
+    redis_server_pid: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def blocks(self) -> int:
+        return self.end_height - self.start_height
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "relays_published": self.relays_published,
+            "relays_mined": self.relays_mined,
+            "sessions": self.sessions,
+            "sessions_proved": self.sessions_proved,
+            "sessions_probabilistic_proved": self.sessions_probabilistic_proved,
+            "sessions_failed": self.sessions_failed,
+            "sessions_by_state": dict(self.sessions_by_state),
+            "sessions_settled": self.sessions_settled,
+            "claims_submitted": self.claims_submitted,
+            "proofs_submitted": self.proofs_submitted,
+            "claims_settled": self.claims_settled,
+            "claims_expired": self.claims_expired,
+            "rewards_upokt": dict(self.rewards_upokt),
+            "rewards_total_upokt": self.rewards_total_upokt,
+            "suppliers": list(self.suppliers),
+            "published_per_supplier": dict(self.published_per_supplier),
+            "start_height": self.start_height,
+            "end_height": self.end_height,
+            "blocks": self.blocks,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "relays_per_second": round(self.relays_per_second, 1),
+            "chain": dict(self.chain),
+            "redis": self.redis,
+            "redis_server_pid": self.redis_server_pid,
+            "problems": list(self.problems),
+        }
+
+
+ProgressSink = Callable[[DemoProgress], None]
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Live:
+    """Counters fed by the miner's hooks."""
+
+    mined: int = 0
+    claims: int = 0
+    proofs: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_batch(self, _supplier: str, result: BatchResult) -> None:
+        self.mined += result.counted
+
+    def on_pass(self, _supplier: str, report: PassReport) -> None:
+        self.claims += len(report.claimed)
+        self.proofs += len(report.proved)
+        self.wake.set()
+
+
+class _Demo:
+    def __init__(
+        self,
+        redis: Redis,
+        options: DemoOptions,
+        on_progress: ProgressSink | None,
+        stop: asyncio.Event,
+    ) -> None:
+        self.redis = redis
+        self.options = options
+        self.config = demo_config(options)
+        self.keys = KeyBuilder(self.config.redis.namespace)
+        self.suppliers = list(self.config.suppliers)
+        self.on_progress = on_progress
+        self.stop = stop
+        self.live = _Live()
+        self.stores = {
+            s: RedisSessionStore(
+                redis,
+                SessionStoreConfig(
+                    s, self.keys.miner_sessions_prefix(), self.config.session_ttl_seconds
+                ),
+            )
+            for s in self.suppliers
+        }
+        self.problems: list[str] = []
+        self.started = time.monotonic()
+
+    async def snapshots(self) -> dict[tuple[str, str], SessionSnapshot]:
+        out: dict[tuple[str, str], SessionSnapshot] = {}
+        for supplier, store in self.stores.items():
+            for s in await store.get_by_supplier():
+                out[(supplier, s.session_id)] = s
+        return out
+
+    async def run(self) -> DemoSummary:
+        if await self.redis.exists(SimChainKeys(self.keys).config):
+            raise DemoError(
+                f"this Redis database already holds a simulated chain under namespace "
+                f"{self.keys.ns.base_prefix!r}: use another --namespace or an empty database"
+            )
+        chain = await open_chain(self.config, self.redis, self.keys)
+        try:
+            return await self._run(chain)
+        finally:
+            await chain.close()
+
+    async def _run(self, chain: SimulatedChain) -> DemoSummary:
+        start_height = (await chain.latest_block()).height
+        params = await chain.shared_params()
+        miner = Miner(
+            self.config,
+            self.redis,
+            chain,
+            hooks=MinerHooks(on_batch=self.live.on_batch, on_pass=self.live.on_pass),
+        )
+        loadgen = LoadGenerator(
+            self.redis,
+            chain,
+            self.suppliers,
+            relays_per_second=self.options.relays_per_second,
+            seed=self.options.seed,
+            sessions=self.options.sessions,
+            keys=self.keys,
+        )
+        miner_stop, load_stop = asyncio.Event(), asyncio.Event()
+        miner_task = asyncio.create_task(miner.run(miner_stop), name="demo-miner")
+        load_task = asyncio.create_task(loadgen.run(load_stop), name="demo-loadgen")
+        try:
+            await self._watch(chain, loadgen, params, miner_task, load_task)
+        finally:
+            load_stop.set()
+            miner_stop.set()
+            results = await asyncio.gather(load_task, miner_task, return_exceptions=True)
+        for name, result in zip(("load generator", "miner"), results, strict=True):
+            if isinstance(result, BaseException):
+                self.problems.append(f"the {name} failed: {result!r}")
+        return await self._summary(chain, loadgen, start_height)
+
+    async def _watch(
+        self,
+        chain: SimulatedChain,
+        loadgen: LoadGenerator,
+        params: SharedParams,
+        miner_task: asyncio.Task[None],
+        load_task: asyncio.Task[Any],
+    ) -> None:
+        """Refresh the progress until the sessions are settled, the run is interrupted, a
+        component died, or the settlement deadline passed."""
+        while True:
+            if self.stop.is_set():
+                self.problems.append("interrupted")
+                return
+            if miner_task.done():
+                self.problems.append("the miner stopped before the sessions were settled")
+                return
+            height = (await chain.latest_block()).height
+            snapshots = await self.snapshots()
+            settle_height: int | None = None
+            if load_task.done():
+                expected = set(loadgen.stats.sessions)
+                if not expected:
+                    return  # nothing was published: nothing to wait for
+                ends = {loadgen.stats.sessions[k].session_end_height for k in expected}
+                settle_height = max(
+                    (Windows.for_session(params, e).settlement_height for e in ends), default=0
+                )
+                if self._settled(expected, snapshots, height, settle_height):
+                    await self._report(chain, loadgen, snapshots, height, "done", settle_height)
+                    return
+                if height >= settle_height + self.options.settle_grace_blocks:
+                    self.problems.append(
+                        f"gave up waiting at height {height}: the last session settles at "
+                        f"{settle_height}"
+                    )
+                    return
+            phase = "load" if not load_task.done() else "settling"
+            await self._report(chain, loadgen, snapshots, height, phase, settle_height)
+            self.live.wake.clear()
+            waiters = {asyncio.ensure_future(self.live.wake.wait()), load_task, miner_task}
+            stopper = asyncio.ensure_future(self.stop.wait())
+            waiters.add(stopper)
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.options.refresh_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for w in waiters:
+                    if w is not load_task and w is not miner_task and not w.done():
+                        w.cancel()
+
+    @staticmethod
+    def _settled(
+        expected: set[tuple[str, str]],
+        snapshots: dict[tuple[str, str], SessionSnapshot],
+        height: int,
+        settle_height: int,
+    ) -> bool:
+        if height < settle_height:
+            return False
+        for key in expected:
+            s = snapshots.get(key)
+            if s is None or not s.state.is_terminal:
+                return False
+            if s.state in _SUCCESS and s.settlement_outcome is None:
+                return False
+        return True
+
+    async def _report(
+        self,
+        chain: SimulatedChain,
+        loadgen: LoadGenerator,
+        snapshots: dict[tuple[str, str], SessionSnapshot],
+        height: int,
+        phase: str,
+        settle_height: int | None,
+    ) -> None:
+        if self.on_progress is None:
+            return
+        elapsed = time.monotonic() - self.started
+        load_elapsed = loadgen.stats.elapsed_seconds
+        summary = await chain.summary()
+        self.on_progress(
+            DemoProgress(
+                phase=phase,
+                height=height,
+                relays_published=loadgen.stats.published,
+                relays_mined=self.live.mined,
+                published_per_second=loadgen.stats.relays_per_second,
+                mined_per_second=self.live.mined / load_elapsed if load_elapsed > 0 else 0.0,
+                sessions_by_state=dict(Counter(s.state.value for s in snapshots.values())),
+                claims_submitted=self.live.claims,
+                proofs_submitted=summary.proofs_submitted,
+                claims_settled=summary.claims_settled,
+                elapsed_seconds=elapsed,
+                settle_height=settle_height,
+            )
+        )
+
+    async def _summary(
+        self, chain: SimulatedChain, loadgen: LoadGenerator, start_height: int
+    ) -> DemoSummary:
+        snapshots = await self.snapshots()
+        states = Counter(s.state for s in snapshots.values())
+        stats = loadgen.stats
+        mined = sum(s.relay_count for s in snapshots.values())
+        chain_summary = await chain.summary()
+        rewards = {s: await chain.balance(s) for s in self.suppliers}
+        problems = list(self.problems)
+        if stats.published == 0:
+            problems.append("no relay was published")
+        if mined != stats.published:
+            problems.append(
+                f"relays_mined ({mined}) != relays_published ({stats.published}): "
+                "some relays were not counted"
+            )
+        missing = [k for k in stats.sessions if k not in snapshots]
+        if missing:
+            problems.append(f"{len(missing)} sessions with published relays were never created")
+        unsuccessful = {
+            state.value: n for state, n in sorted(states.items()) if state not in _SUCCESS
+        }
+        if unsuccessful:
+            problems.append(
+                f"{sum(unsuccessful.values())} sessions did not end proved or "
+                f"probabilistic_proved: {unsuccessful}"
+            )
+        outcomes = Counter(
+            s.settlement_outcome or "none" for s in snapshots.values() if s.state in _SUCCESS
+        )
+        unsettled = {o: n for o, n in sorted(outcomes.items()) if o != _SETTLED}
+        if unsettled:
+            problems.append(
+                f"{sum(unsettled.values())} sessions ended proved or probabilistic_proved but "
+                f"their claims were not settled on chain: {unsettled}"
+            )
+        duration = time.monotonic() - self.started
+        return DemoSummary(
+            relays_published=stats.published,
+            relays_mined=mined,
+            sessions=len(snapshots),
+            sessions_proved=states[SessionState.PROVED],
+            sessions_probabilistic_proved=states[SessionState.PROBABILISTIC_PROVED],
+            sessions_failed=sum(n for state, n in states.items() if state.is_failure),
+            sessions_by_state={state.value: n for state, n in sorted(states.items())},
+            sessions_settled=sum(1 for s in snapshots.values() if s.settlement_outcome == _SETTLED),
+            claims_submitted=sum(1 for s in snapshots.values() if s.claim_tx_hash),
+            proofs_submitted=chain_summary.proofs_submitted,
+            claims_settled=chain_summary.claims_settled,
+            claims_expired=chain_summary.claims_expired,
+            rewards_upokt=rewards,
+            rewards_total_upokt=sum(rewards.values()),
+            suppliers=list(self.suppliers),
+            published_per_supplier=dict(sorted(stats.per_supplier.items())),
+            start_height=start_height,
+            end_height=chain_summary.height,
+            duration_seconds=duration,
+            load_seconds=stats.elapsed_seconds,
+            relays_per_second=stats.relays_per_second,
+            chain=chain_summary.as_dict(),
+            problems=problems,
+        )
+
+
+async def run_demo(
+    redis: Redis,
+    options: DemoOptions | None = None,
+    *,
+    on_progress: ProgressSink | None = None,
+    stop: asyncio.Event | None = None,
+) -> DemoSummary:
+    """Run the demo on ``redis`` (module docstring); ``stop`` interrupts it (the summary then
+    says so in ``problems``). Raises :class:`DemoError` when the namespace already holds a
+    simulated chain."""
+    demo = _Demo(redis, options or DemoOptions(), on_progress, stop or asyncio.Event())
+    return await demo.run()
+
+
+# --- rendering (rich) -----------------------------------------------------------------------------
+
+
+def _states_text(by_state: dict[str, int]) -> Text:
+    if not by_state:
+        return Text("-", style="dim")
+    text = Text()
+    for i, state in enumerate(sorted(by_state)):
+        if i:
+            text.append("  ")
+        s = SessionState(state)
+        style = "green" if s.is_success else "red" if s.is_failure else "yellow"
+        text.append(f"{state} ", style=style)
+        text.append(str(by_state[state]), style="bold")
+    return text
+
+
+def render_progress(p: DemoProgress) -> Table:
+    """The live panel of the demo."""
+    title = {
+        "load": "relayminer demo - publishing relays",
+        "settling": "relayminer demo - waiting for claims, proofs and settlement",
+        "done": "relayminer demo - settled",
+    }.get(p.phase, "relayminer demo")
+    table = Table(title=title, show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    height = str(p.height)
+    if p.settle_height:
+        height += f"  (last settlement at {p.settle_height})"
+    table.add_row("block height", height)
+    table.add_row("relays published / mined", f"{p.relays_published:,} / {p.relays_mined:,}")
+    table.add_row(
+        "relays/s (published, mined)",
+        f"{p.published_per_second:,.0f}, {p.mined_per_second:,.0f}",
+    )
+    table.add_row("sessions", _states_text(p.sessions_by_state))
+    table.add_row("claims submitted / settled", f"{p.claims_submitted:,} / {p.claims_settled:,}")
+    table.add_row("proofs submitted", f"{p.proofs_submitted:,}")
+    table.add_row("elapsed", f"{p.elapsed_seconds:,.1f} s")
+    return table
+
+
+def _pokt(upokt: int) -> str:
+    return f"{upokt / _UPOKT_PER_POKT:,.6f} POKT"
+
+
+def render_summary(s: DemoSummary) -> Group:
+    """The final summary: totals, sessions by state, rewards, and the verdict."""
+    totals = Table(title="relayminer demo - summary", show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="cyan", no_wrap=True)
+    totals.add_column()
+    totals.add_row("relays published", f"{s.relays_published:,}")
+    mined_style = "green" if s.relays_mined == s.relays_published else "red"
+    totals.add_row("relays mined", Text(f"{s.relays_mined:,}", style=mined_style))
+    totals.add_row(
+        "throughput", f"{s.relays_per_second:,.1f} relays/s over {s.load_seconds:,.1f} s of load"
+    )
+    totals.add_row("sessions", f"{s.sessions:,}")
+    totals.add_row("sessions by state", _states_text(s.sessions_by_state))
+    totals.add_row(
+        "claims submitted / settled / expired",
+        f"{s.claims_submitted:,} / {s.claims_settled:,} / {s.claims_expired:,}",
+    )
+    totals.add_row("proofs submitted", f"{s.proofs_submitted:,}")
+    totals.add_row("blocks", f"{s.blocks:,} (height {s.start_height} -> {s.end_height})")
+    totals.add_row("duration", f"{s.duration_seconds:,.1f} s")
+    rewards = Table(title="rewards (supplier balances)")
+    rewards.add_column("supplier")
+    rewards.add_column("relays published", justify="right")
+    rewards.add_column("balance", justify="right")
+    for supplier, upokt in s.rewards_upokt.items():
+        rewards.add_row(supplier, f"{s.published_per_supplier.get(supplier, 0):,}", _pokt(upokt))
+    rewards.add_row("total", f"{s.relays_published:,}", _pokt(s.rewards_total_upokt), style="bold")
+    if s.ok:
+        verdict = Text("OK: every session was proved and settled, every relay was mined", "green")
+    else:
+        verdict = Text("FAILED: " + "; ".join(s.problems), style="bold red")
+    return Group(totals, Text(), rewards, Text(), verdict)
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Log records printed through a rich console (they then scroll above a live display)."""
+
+    def __init__(self, console: Console, formatter: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.console = console
+        if formatter is not None:
+            self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(
+                Text(self.format(record), style="dim"), soft_wrap=True, highlight=False
+            )
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def interactive_console(json_output: bool) -> Console | None:
+    """Where the live progress goes: stdout (stderr with ``--json``), only on a terminal."""
+    console = Console(stderr=json_output)
+    return console if console.is_terminal else None
+
+
+def with_live_display(
+    console: Console | None,
+) -> tuple[ProgressSink | None, contextlib.AbstractContextManager[Any]]:
+    """A progress sink updating a rich ``Live`` on ``console`` (nothing without a console)."""
+    if console is None:
+        return None, contextlib.nullcontext()
+    from rich.live import Live
+
+    live = Live(console=console, refresh_per_second=4, transient=False)
+
+    def sink(p: DemoProgress) -> None:
+        live.update(render_progress(p), refresh=True)
+
+    return sink, live

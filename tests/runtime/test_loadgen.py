@@ -1,0 +1,242 @@
+"""The load generator publishes Go-format relays for the on-chain sessions (fakeredis and real).
+
+Heights are driven by producing blocks explicitly; the run loop is observed through its batch
+hook and its ``done`` event, never through sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from relayminer.keys import KeyBuilder
+from relayminer.loadgen import LoadGenerator, relay_request
+from relayminer.proto.poktroll_pb2 import Relay
+from relayminer.protocol import SharedParams
+from relayminer.relays import MinedRelayMessage
+from relayminer.simchain import SimulatedChain
+from relayminer.simchain_config import ServiceConfig, SimChainConfig
+from tests.conftest import RedisBackend
+
+SUP1, SUP2, OTHER = "pokt1lgsup1", "pokt1lgsup2", "pokt1lgother"
+APP1, APP2 = "pokt1lgapp1", "pokt1lgapp2"
+EASY, HARD = "easy", "hard"
+HARD_TARGET = bytes([0x0F]) + b"\xff" * 31
+CUPR = {EASY: 10, HARD: 7}
+
+
+def params(grace: int = 1) -> SharedParams:
+    return SharedParams(
+        num_blocks_per_session=4,
+        grace_period_end_offset_blocks=grace,
+        claim_window_open_offset_blocks=1,
+        claim_window_close_offset_blocks=4,
+        proof_window_open_offset_blocks=0,
+        proof_window_close_offset_blocks=4,
+    )
+
+
+def config(grace: int = 1) -> SimChainConfig:
+    return SimChainConfig(
+        block_time_seconds=0.01,
+        shared_params=params(grace),
+        services={
+            EASY: ServiceConfig(compute_units_per_relay=CUPR[EASY]),
+            HARD: ServiceConfig(
+                compute_units_per_relay=CUPR[HARD], relay_difficulty_target=HARD_TARGET
+            ),
+        },
+        applications={APP1: (EASY, HARD), APP2: (EASY,)},
+        # SUP2 serves only EASY; OTHER is staked but not one of the generator's suppliers.
+        suppliers={SUP1: (EASY, HARD), SUP2: (EASY,), OTHER: (EASY, HARD)},
+        seed=11,
+    )
+
+
+@pytest.fixture
+async def chain(backend: RedisBackend) -> AsyncIterator[SimulatedChain]:
+    c = SimulatedChain(backend.client, config())
+    await c.init()
+    yield c
+    await c.close()
+
+
+async def stream(redis: Redis, supplier: str) -> list[MinedRelayMessage]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(
+        KeyBuilder().stream_key(supplier)
+    )  # type: ignore[assignment]
+    out = []
+    for _id, fields in entries:
+        msg = MinedRelayMessage()
+        msg.ParseFromString(fields[b"data"])
+        out.append(msg)
+    return out
+
+
+async def test_relays_land_in_the_suppliers_streams_in_go_format(
+    backend: RedisBackend, chain: SimulatedChain
+) -> None:
+    gen = LoadGenerator(backend.client, chain, [SUP1, SUP2], seed=5)
+    published = await gen.publish(120, height=1)
+    assert len(published) == 120
+
+    by_supplier = {s: await stream(backend.client, s) for s in (SUP1, SUP2, OTHER)}
+    assert by_supplier[OTHER] == []  # not a generator supplier: never targeted
+    assert len(by_supplier[SUP1]) + len(by_supplier[SUP2]) == 120
+    assert gen.stats.published == 120
+    assert gen.stats.per_supplier == {
+        s: len(by_supplier[s]) for s in (SUP1, SUP2) if by_supplier[s]
+    }
+
+    seen_services: set[tuple[str, str]] = set()
+    hashes = set()
+    for supplier in (SUP1, SUP2):
+        for msg in by_supplier[supplier]:
+            session = await chain.get_session(msg.application_address, msg.service_id, 1)
+            assert supplier in session.suppliers
+            relay = Relay()
+            relay.ParseFromString(msg.relay_bytes)
+            assert relay.req.meta.session_header == session.header
+            assert relay.res.meta.session_header == session.header
+            assert relay.req.meta.supplier_operator_address == supplier
+            assert msg.relay_hash == hashlib.sha256(msg.relay_bytes).digest()
+            assert msg.supplier_operator_address == supplier
+            assert msg.session_id == session.header.session_id
+            assert msg.session_start_height == session.header.session_start_block_height == 1
+            assert msg.session_end_height == session.header.session_end_block_height == 4
+            assert msg.compute_units_per_relay == CUPR[msg.service_id]
+            assert msg.arrival_block_height == 1
+            assert msg.published_at_unix_nano > 0
+            if msg.service_id == HARD:
+                assert msg.relay_hash < HARD_TARGET  # mined below the service's target
+            hashes.add(msg.relay_hash)
+            seen_services.add((supplier, msg.service_id))
+    assert len(hashes) == 120  # every relay is unique
+    assert (SUP2, HARD) not in seen_services  # SUP2 is not in the HARD sessions
+    # With 120 relays over 4 targets every target got some (seeded choice).
+    assert seen_services == {(SUP1, EASY), (SUP1, HARD), (SUP2, EASY)}
+
+    # The per-session counts match the streams.
+    counted = Counter((s, m.session_id) for s in (SUP1, SUP2) for m in by_supplier[s])
+    assert {k: v.relays for k, v in gen.stats.sessions.items()} == dict(counted)
+    for load in gen.stats.sessions.values():
+        assert load.compute_units == load.relays * CUPR[load.service_id]
+        assert (load.session_start_height, load.session_end_height) == (1, 4)
+
+
+async def test_sessions_follow_the_height(backend: RedisBackend, chain: SimulatedChain) -> None:
+    gen = LoadGenerator(backend.client, chain, [SUP1], seed=1)
+    await gen.publish(10, height=2)
+    await gen.publish(10, height=5)
+    starts = {m.session_start_height for m in await stream(backend.client, SUP1)}
+    assert starts == {1, 5}
+    assert {load.session_start_height for load in gen.stats.sessions.values()} == {1, 5}
+
+
+async def test_relays_stop_when_the_session_is_no_longer_payable(backend: RedisBackend) -> None:
+    # Grace period 0: the Go relayer's rule (arrival <= end + grace - 1) excludes the end block.
+    chain = SimulatedChain(backend.client, config(grace=0))
+    await chain.init()
+    try:
+        gen = LoadGenerator(backend.client, chain, [SUP1, SUP2], seed=2)
+        assert await gen.publish(10, height=4) == []
+        assert len(await gen.publish(10, height=3)) == 10
+        assert gen.stats.published == 10
+    finally:
+        await chain.close()
+
+
+async def test_the_same_seed_gives_the_same_relays(backend: RedisBackend) -> None:
+    chain = SimulatedChain(backend.client, config())
+    a = LoadGenerator(backend.client, chain, [SUP1, SUP2], seed=9)
+    b = LoadGenerator(backend.client, chain, [SUP1, SUP2], seed=9)
+    ta, tb = await a.targets(1), await b.targets(1)
+    built_a = [a.build(ta[i % len(ta)], 1).relay_hash for i in range(8)]
+    built_b = [b.build(tb[i % len(tb)], 1).relay_hash for i in range(8)]
+    assert built_a == built_b
+    assert len(set(built_a)) == 8
+
+
+async def test_run_publishes_until_the_sessions_are_over(
+    backend: RedisBackend, chain: SimulatedChain
+) -> None:
+    first_batch = asyncio.Event()
+    gen = LoadGenerator(
+        backend.client,
+        chain,
+        [SUP1, SUP2],
+        relays_per_second=500,
+        sessions=1,
+        seed=3,
+        tick_seconds=0.02,
+        on_batch=lambda _h, _n: first_batch.set(),
+    )
+    task = asyncio.create_task(gen.run())
+    await asyncio.wait_for(first_batch.wait(), 10)
+    assert not gen.done.is_set()
+    while (await chain.latest_block()).height < 5:  # into session 2: the load is over
+        await chain.produce_block()
+    stats = await asyncio.wait_for(task, 10)
+    assert gen.done.is_set()
+    assert stats.published > 0
+    assert stats.finished_at is not None and stats.elapsed_seconds > 0
+    msgs = await stream(backend.client, SUP1) + await stream(backend.client, SUP2)
+    assert len(msgs) == stats.published
+    assert {m.session_start_height for m in msgs} == {1}
+    assert all(1 <= m.arrival_block_height <= 4 for m in msgs)
+
+
+async def test_run_stops_on_the_stop_event(backend: RedisBackend, chain: SimulatedChain) -> None:
+    stop = asyncio.Event()
+    gen = LoadGenerator(
+        backend.client,
+        chain,
+        [SUP1],
+        relays_per_second=200,
+        tick_seconds=0.02,
+        on_batch=lambda _h, _n: stop.set(),
+    )
+    stats = await asyncio.wait_for(gen.run(stop), 10)
+    assert stats.published == len(await stream(backend.client, SUP1)) > 0
+
+
+async def test_run_stops_after_its_duration(backend: RedisBackend, chain: SimulatedChain) -> None:
+    gen = LoadGenerator(backend.client, chain, [SUP1], relays_per_second=100, duration_seconds=0.05)
+    stats = await asyncio.wait_for(gen.run(), 10)
+    assert gen.done.is_set()
+    assert stats.published == len(await stream(backend.client, SUP1))
+
+
+def test_relay_request_holds_the_counter_and_the_nonce() -> None:
+    assert relay_request(1) != relay_request(2)
+    assert relay_request(1, 1) != relay_request(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"relays_per_second": 0}, "relays_per_second"),
+        ({"sessions": 0}, "sessions"),
+        ({"duration_seconds": 0}, "duration_seconds"),
+        ({"tick_seconds": 0}, "tick_seconds"),
+    ],
+)
+async def test_invalid_arguments_are_rejected(
+    backend: RedisBackend, chain: SimulatedChain, kwargs: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        LoadGenerator(backend.client, chain, [SUP1], **kwargs)  # type: ignore[arg-type]
+
+
+async def test_no_supplier_or_no_applications_is_an_error(
+    backend: RedisBackend, chain: SimulatedChain
+) -> None:
+    with pytest.raises(ValueError, match="supplier"):
+        LoadGenerator(backend.client, chain, [])
+    with pytest.raises(ValueError, match="applications"):
+        LoadGenerator(backend.client, object(), [SUP1])  # type: ignore[arg-type]
