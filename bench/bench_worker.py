@@ -1,9 +1,10 @@
 """Relay pipeline throughput: published -> mined -> counted -> acked, on a local real server.
 
-    .venv/bin/python bench/bench_worker.py [--relays 200000] [--sessions 2] [--batch 500]
+    .venv/bin/python bench/bench_worker.py [--relays 200000] [--sessions 2] [--batch 2000]
 
 One supplier, one RelayWorker (this process), a local redis-server started for the run, the
-sessions growing to ``relays / sessions`` relays each (100,000 by default). Three runs:
+sessions growing to ``relays / sessions`` relays each (100,000 by default). The worker runs with
+the process GC policy of ``relayminer worker``/``run`` (:mod:`relayminer.gcpolicy`). Runs:
 
 1. **baseline**: a bare XREADGROUP (COUNT batch) + XACK/XDEL drain of the same number of
    pre-published entries, through the same client stack (redis.asyncio + hiredis);
@@ -30,6 +31,7 @@ from redis.asyncio import Redis
 
 from relayminer.connections import connect
 from relayminer.embedded import find_server_binary, start_server
+from relayminer.gcpolicy import run_gc_freezer
 from relayminer.worker import BatchResult, RelayWorker, WorkerConfig
 
 SUPPLIER = "pokt1bench"
@@ -81,9 +83,13 @@ async def worker_drain(redis: Redis, url: str, n: int, sessions: int, batch: int
     await redis.flushall()
     publish_all(url, n, sessions)
     worker = RelayWorker(redis, SUPPLIER, WorkerConfig(batch_size=batch, consumer_name="w"))
+    stop = asyncio.Event()
+    freezer = asyncio.create_task(run_gc_freezer(stop))  # as `relayminer worker` / `run` do
     t0 = time.perf_counter()
     handled = await worker.drain()
     elapsed = time.perf_counter() - t0
+    stop.set()
+    await freezer
     assert handled == n and worker.total.counted == n, (handled, worker.total)
     return n / elapsed
 
@@ -114,7 +120,7 @@ async def end_to_end(
     )
     await worker.consumer.ensure_group()
     proc = publish(url, n, sessions, rate)
-    await worker.run(stop)
+    await asyncio.gather(worker.run(stop), run_gc_freezer(stop))
     out, _ = proc.communicate()
     first_publish_ns = int(out.split()[0])
     elapsed = (acks[-1] - first_publish_ns) / 1e9
@@ -132,7 +138,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--relays", type=int, default=200_000)
     parser.add_argument("--sessions", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
     n, sessions, batch = args.relays, args.sessions, args.batch
     server = start_server(find_server_binary())

@@ -85,6 +85,7 @@ def worker(
 ) -> None:
     """Run one RelayWorker for SUPPLIER until SIGTERM/SIGINT (the batch in hand is finished)."""
     from relayminer.connections import connect
+    from relayminer.gcpolicy import run_gc_freezer
     from relayminer.worker import RelayWorker, WorkerConfig
 
     config = WorkerConfig(
@@ -101,10 +102,13 @@ def worker(
         stop = asyncio.Event()
         _install_stop_signals(stop)
         redis = connect(redis_url)
+        freezer = asyncio.create_task(run_gc_freezer(stop))
         try:
             relay_worker = RelayWorker(redis, supplier, config, trace=_tracer())
             await relay_worker.run(stop)
         finally:
+            stop.set()
+            await freezer
             await redis.aclose()
 
     asyncio.run(run())

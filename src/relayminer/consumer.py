@@ -43,7 +43,7 @@ def _entries(raw: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         if item is None:
             continue
         entry_id, fields = item[0], item[1] if len(item) > 1 else None
-        out.append((entry_id, dict(fields) if fields else None))
+        out.append((entry_id, fields or None))  # redis-py already made the fields a dict
     return out
 
 

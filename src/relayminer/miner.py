@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from relayminer.aio import wait_or_stop
 from relayminer.chain import Chain
 from relayminer.config import MinerConfig
+from relayminer.gcpolicy import run_gc_freezer
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder
 from relayminer.leases import Fence, SupplierLeases
@@ -192,7 +193,10 @@ class Miner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; then stop every pipeline and release every lease."""
-        tasks = [asyncio.create_task(self.leases.run(stop), name="leases")]
+        tasks = [
+            asyncio.create_task(self.leases.run(stop), name="leases"),
+            asyncio.create_task(run_gc_freezer(stop), name="gc-freezer"),
+        ]
         if self.config.chain.produce_blocks and isinstance(self.chain, SimulatedChain):
             tasks.append(asyncio.create_task(self.chain.run(stop), name="chain"))
         try:

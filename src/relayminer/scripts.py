@@ -253,36 +253,6 @@ return out
 """
 )
 
-#: SMST commit, compare-and-set on ``live_root``: delete orphans, write new nodes, move
-#: ``live_root``, slide the TTLs, all or nothing. Refused when the tree is sealed (``root`` exists)
-#: or when ``live_root`` is no longer the root this writer's tree was built on.
-#: KEYS: [1] nodes hash, [2] live_root, [3] root (sealed), [4] lease (fence) key.
-#: ARGV: [1] expected live_root ('' = none yet), [2] new root, [3] ttl, [4] fence token,
-#:       [5] n = number of set values (2 x nodes), [6..5+n] hex digest/preimage pairs,
-#:       [6+n..] hex digests of orphans.
-#: Returns 0 committed, 1 conflict (another writer moved live_root), 2 sealed.
-SMST_COMMIT = (
-    _FENCE
-    + """
-if fenced(KEYS[4], ARGV[4]) then return redis.error_reply('FENCED lease lost') end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-local current = redis.call('GET', KEYS[2]) or ''
-if current ~= ARGV[1] then return 1 end
-local n = tonumber(ARGV[5])
-local CHUNK = 4000
-for i = 6 + n, #ARGV, CHUNK do
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + CHUNK - 1, #ARGV)))
-end
-for i = 6, 5 + n, CHUNK do
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + CHUNK - 1, 5 + n)))
-end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 0
-"""
-)
-
 #: Seal a tree for its claim: ``root`` := ``live_root`` (the empty root when there is none) unless
 #: already sealed; later commits are refused. Returns the sealed 48-byte root.
 #: KEYS: [1] root, [2] live_root, [3] nodes, [4] lease (fence) key.
@@ -311,7 +281,8 @@ return live
 #: Returns a flat list of digest (raw), preimage pairs.
 SMST_PREFETCH = """
 local PLACEHOLDER = string.rep('\\0', 48)
-local HEX = string.rep('%02x', 48)
+local HEX = {}  -- byte -> two lowercase hex digits (gsub with a table: ~2x string.format)
+for i = 0, 255 do HEX[string.char(i)] = string.format('%02x', i) end
 local closest = ARGV[2] == 'closest'
 local function bit(path, i)
   local b = string.byte(path, math.floor(i / 8) + 1)
@@ -321,7 +292,7 @@ local seen, out = {}, {}
 local function fetch(d)
   local v = seen[d]
   if v == nil then
-    v = redis.call('HGET', KEYS[1], string.format(HEX, string.byte(d, 1, 48))) or false
+    v = redis.call('HGET', KEYS[1], (string.gsub(d, '.', HEX))) or false
     seen[d] = v
     if v then out[#out + 1] = d; out[#out + 1] = v end
   end
