@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 from relayminer.aio import wait_or_stop
 from relayminer.chain import Chain
 from relayminer.config import MinerConfig
-from relayminer.gcpolicy import run_gc_freezer
 from relayminer.errors import LeaseLostError
+from relayminer.gcpolicy import run_gc_freezer
 from relayminer.keys import KeyBuilder
 from relayminer.leases import Fence, SupplierLeases
 from relayminer.lifecycle import LifecycleManager, PassReport
