@@ -158,16 +158,29 @@ class World:
 
 
 class FlakyChain:
-    """Delegates to a chain, but rejects (or fails to reach) the next broadcasts on demand."""
+    """Delegates to a chain, but rejects (or fails to reach) the next calls on demand:
+    ``reject_next`` broadcasts get a CheckTx rejection; ``unavailable[name]`` calls of method
+    ``name`` raise :class:`ChainUnavailableError` (``unavailable_next`` for broadcasts)."""
 
     def __init__(self, inner: SimulatedChain) -> None:
         self.inner = inner
         self.reject_next = 0
         self.unavailable_next = 0
+        self.unavailable: dict[str, int] = {}
         self.broadcasts: list[list[str]] = []
 
     def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        async def call(*args: object, **kwargs: object) -> object:
+            if self.unavailable.get(name, 0) > 0:
+                self.unavailable[name] -= 1
+                raise ChainUnavailableError(f"{name}: node unreachable (test)")
+            return await target(*args, **kwargs)
+
+        return call
 
     async def broadcast(self, msgs: Sequence[Msg]) -> TxResult:
         self.broadcasts.append([type(m).__name__ for m in msgs])

@@ -180,3 +180,66 @@ async def test_run_backs_off_while_redis_is_down(
     await asyncio.wait_for(task, timeout=5)
     assert waits[:3] == [1.0, 2.0, 4.0]  # capped exponential backoff
     assert (REGISTRY.get_sample_value(name, labels) or 0.0) >= before + 3
+
+
+async def test_own_pending_entry_deleted_meanwhile_is_dead_lettered(backend: RedisBackend) -> None:
+    await fill(backend, 3)
+    first = StreamConsumer(backend.client, SUP, "same-name")
+    taken = await first.read_new(10)
+    await backend.client.xdel(STREAM, taken[0].entry_id)  # e.g. trimmed while pending
+    w = RelayWorker(
+        backend.client, SUP, WorkerConfig(consumer_name="same-name", claim_idle_ms=3_600_000)
+    )
+    assert await w.drain() == 3
+    assert (w.total.counted, w.total.dead) == (2, 1)
+    ((_, fields),) = await backend.client.xrange(f"{STREAM}:dead")
+    assert fields[b"reason"] == b"entry deleted from the stream"
+    assert (await backend.client.xpending(STREAM, "ha-miners"))["pending"] == 0
+
+
+async def test_missing_stream_introspection(backend: RedisBackend) -> None:
+    c = StreamConsumer(backend.client, "pokt1nobody", "c")
+    assert await c.lag() is None
+    assert await c.trim(1000) == 0
+    assert await c.read_own_pending() == []  # creates the group on the way
+    assert await c.lag() == 0
+
+
+async def test_publisher_validates_before_sending(backend: RedisBackend) -> None:
+    from relayminer.errors import ClosedError
+    from relayminer.relays import MinedRelayMessage
+
+    pub = RelayPublisher(backend.broken_client())  # nothing may reach Redis
+    good = MinedRelayMessage(session_id="s", session_end_height=5, supplier_operator_address=SUP)
+    for bad, match in [
+        (MinedRelayMessage(session_end_height=5, supplier_operator_address=SUP), "session_id"),
+        (MinedRelayMessage(session_id="s", supplier_operator_address=SUP), "session_end_height"),
+        (MinedRelayMessage(session_id="s", session_end_height=5), "supplier_operator_address"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            await pub.publish_batch([good, bad])
+    with pytest.raises(TypeError, match="MinedRelayMessage"):
+        await pub.publish_batch([b"raw"])  # type: ignore[list-item]
+    assert await pub.publish_batch([]) == []
+    from relayminer.errors import StoreError
+
+    with pytest.raises(StoreError, match="failed to publish"):
+        await pub.publish(good)
+    await pub.close()
+    with pytest.raises(ClosedError):
+        await pub.publish(good)
+
+
+async def test_stream_key_of_the_wrong_type_is_an_error_not_a_retry(backend: RedisBackend) -> None:
+    from redis.exceptions import ResponseError
+
+    await backend.client.set(STREAM, b"not a stream")
+    c = StreamConsumer(backend.client, SUP, "c")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await c.ensure_group()
+    if backend.kind == "real":  # fakeredis 2.40 fails with an internal AttributeError here
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await c.read_new(None)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await c.trim(1000)
+    assert await c.lag() is None
