@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from relayminer.lifecycle import LifecycleConfig, LifecycleManager, PassReport
-from relayminer.sessions import SessionState
 from relayminer.session_store import RedisSessionStore, SessionStoreConfig
+from relayminer.sessions import SessionState
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import NEVER, SUP1, FlakyChain, World, chain_config
 
