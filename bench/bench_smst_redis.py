@@ -29,8 +29,10 @@ Measured:
 Everything runs in one Python thread (asyncio, one connection at a time): one core for the
 trie, the server in its own process, over TCP loopback. ``--pin`` pins the two to two different
 CPUs (on the 2-vCPU machine this was written on, pinning made runs slower and noisier, so it is
-off by default). Default GC settings are kept: a full collection over the cached 100k-leaf tree
-takes 100-230 ms and usually lands once in the last 20,000 leaves. Run:
+off by default). GC: by default the runs use the miner processes' policy (``gc.freeze`` so the
+collector does not rescan the long-lived trie; :mod:`relayminer.gcpolicy`); ``--gc default``
+keeps Python's settings, where a full collection over the cached 100k-leaf tree takes 100-230 ms
+and usually lands once in the last 20,000 leaves. Run:
 ``.venv/bin/python bench/bench_smst_redis.py`` (about 30 s); writes
 ``bench/results/smst_redis.json`` and prints a markdown table.
 """
@@ -83,6 +85,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+#: GC policy of the measured runs: "freeze" is what the miner processes do (relayminer.gcpolicy
+#: freezes every 0.5 s; here after every batch, the same effect in a synchronous loop), "default"
+#: leaves Python's collector as it is.
+GC_POLICY = "freeze"
+
+
+def _after_batch() -> None:
+    if GC_POLICY == "freeze":
+        gc.freeze()
+
+
 def memory_inserts(groups: list[list[Leaf]]) -> tuple[SparseMerkleSumTrie, list[float]]:
     """The trie work of the Redis run on a MemoryMapStore: per-batch seconds."""
     trie = SparseMerkleSumTrie(MemoryMapStore())
@@ -93,7 +106,9 @@ def memory_inserts(groups: list[list[Leaf]]) -> tuple[SparseMerkleSumTrie, list[
         for key, value, weight in group:
             update(key, value, weight)
         trie.commit()
+        _after_batch()
         times.append(time.perf_counter() - start)
+    gc.unfreeze()
     return trie, times
 
 
@@ -152,7 +167,9 @@ async def insert_run(url: str, client: Redis, groups: list[list[Leaf]]) -> dict[
             start = time.perf_counter()
             if not await store.apply(SESSION, group):
                 raise SystemExit("apply refused")
+            _after_batch()
             times.append(time.perf_counter() - start)
+    gc.unfreeze()
     cpu1, server1 = time.process_time(), server_cpu_seconds(url)
     return {
         "root": await store.live_root(SESSION),
@@ -364,7 +381,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "value_bytes": "200-300 random",
             "weight": 42,
-            "gc": "default thresholds",
+            "gc": GC_POLICY,
         },
         "final_leaves": args.leaves,
         "store_entries": after["store_entries"],
@@ -459,8 +476,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20260)
     parser.add_argument("--repeat", type=int, default=3, help="insert runs (median reported)")
     parser.add_argument("--pin", action="store_true", help="bench on one CPU, server on another")
+    parser.add_argument(
+        "--gc",
+        choices=["freeze", "default"],
+        default="freeze",
+        help="GC policy (freeze: as the miner processes; default: Python's)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    global GC_POLICY
+    GC_POLICY = args.gc
     if not 0 < args.tail <= args.leaves:
         parser.error("--tail must be in (0, --leaves]")
     if args.repeat < 1 or args.resumes < 1 or args.proofs < 1:

@@ -120,6 +120,18 @@ class BatchResult:
     published_ns: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Staged:
+    """A batch whose trees are committed and whose accounting step is due."""
+
+    entries: Sequence[StreamEntry]
+    relays: dict[str, list[Relay]]
+    dead: list[tuple[StreamEntry, Rejection]]
+    ack_mode: str
+    result: BatchResult
+    started: float
+
+
 SessionCreatedHook = Callable[[SessionSnapshot], Awaitable[None] | None]
 BatchHook = Callable[["BatchResult"], Awaitable[None] | None]
 #: Called at each step of a batch ("read", "smst", "accounted") with the batch size; the
@@ -236,21 +248,35 @@ class RelayWorker:
                 # wait for the block time or the stop signal instead of spinning.
                 await wait_or_stop(stop, self.config.block_ms / 1000)
             return
-        while entries:
-            # Read the next batch while this one is processed (the server works meanwhile).
-            ahead = asyncio.ensure_future(self.consumer.read_new(None))
-            try:
-                await self.process(entries)
-            except BaseException:
-                # What the read-ahead took stays pending under our name: it is processed on
-                # the restart of this loop (own pending entries) or reclaimed by a replica.
-                with contextlib.suppress(Exception):
-                    await ahead
-                raise
-            entries = await ahead
-            if entries and (stop.is_set() or self._reclaim_due()):
-                await self.process(entries)  # finish what was taken, then yield
-                return
+        # A pipeline of depth one: batch N's accounting step runs while batch N+1's trees are
+        # built and committed, and the batch after that is read meanwhile. Each accounting step
+        # still follows its own batch's tree commits; a failure anywhere leaves the entries
+        # involved pending under our name, to be replayed (own pending entries on the restart
+        # of this loop) or reclaimed by a replica: replays count nothing twice.
+        finishing: asyncio.Future[BatchResult] | None = None
+        try:
+            while entries:
+                ahead = asyncio.ensure_future(
+                    self.consumer.read_new(None) if not stop.is_set() else _nothing()
+                )
+                try:
+                    staged = await self._commit_trees(entries)
+                    if finishing is not None:
+                        await finishing
+                    finishing = asyncio.ensure_future(self._finish(staged))
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await ahead
+                    raise
+                entries = await ahead
+                if entries and (stop.is_set() or self._reclaim_due()):
+                    await finishing
+                    finishing = None
+                    await self.process(entries)  # finish what was taken, then yield
+                    return
+        finally:
+            if finishing is not None:
+                await finishing
 
     async def drain(self) -> int:
         """Process everything in the stream now and everything pending (reclaimed whatever its
@@ -293,10 +319,15 @@ class RelayWorker:
     # --- one batch ----------------------------------------------------------------------------
     async def process(self, entries: Sequence[StreamEntry]) -> BatchResult:
         """Account one batch of stream entries (see the module docstring for the order)."""
+        return await self._finish(await self._commit_trees(entries))
+
+    async def _commit_trees(self, entries: Sequence[StreamEntry]) -> _Staged:
+        """Steps 1-3: sort the entries out and commit every session's tree."""
         result = BatchResult()
+        staged = _Staged(entries, {}, [], "", result, time.monotonic())
         if not entries:
-            return result
-        t0 = time.monotonic()
+            return staged
+        t0 = staged.started
         if self._trace:
             self._trace("read", len(entries))
         ack_mode = await self._ack_mode_probe()
@@ -327,19 +358,41 @@ class RelayWorker:
         late = await self._late_sessions(list(relays))
         for sid in late:
             result.late += len(relays.pop(sid))
-        for sid in list(relays):
-            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in relays[sid]]
-            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
+        # Each session's tree is committed on its own (independent keys and CAS); running them
+        # together lets one session's trie work overlap another's Redis round trip.
+        sessions = list(relays)
+        commits = await asyncio.gather(
+            *(
+                self.trees.apply(
+                    sid, [(r.relay_hash, r.relay_bytes, r.compute_units) for r in relays[sid]]
+                )
+                for sid in sessions
+            ),
+            return_exceptions=True,
+        )
+        for commit in commits:  # every commit has finished: now report the first failure
+            if isinstance(commit, BaseException):
+                raise commit
+        for sid, committed in zip(sessions, commits, strict=True):
+            if not committed:  # sealed meanwhile: late
                 result.late += len(relays.pop(sid))
 
         if self._trace:
             self._trace("smst", len(entries))
-        await self._account_batch(entries, relays, dead, ack_mode, result)
+        return _Staged(entries, relays, dead, ack_mode, result, t0)
+
+    async def _finish(self, staged: _Staged) -> BatchResult:
+        """Step 4: the atomic accounting step (count once, create, dead-letter, ack), then the
+        metrics and hooks."""
+        entries, relays, dead, result = staged.entries, staged.relays, staged.dead, staged.result
+        if not entries:
+            return result
+        await self._account_batch(entries, relays, dead, staged.ack_mode, result)
         if self._trace:
             self._trace("accounted", len(entries))
         result.handled = len(entries)
         result.dead = len(dead)
-        self._record(result, relays, dead, t0)
+        self._record(result, relays, dead, staged.started)
         for sid in result.created:
             await self._fire_created(sid)
         if self._on_batch is not None:
@@ -525,3 +578,7 @@ class RelayWorker:
             raise
         except Exception:
             log.exception("session created hook failed", extra={"session_id": session_id})
+
+
+async def _nothing() -> list[StreamEntry]:
+    return []

@@ -112,13 +112,13 @@ async def test_lag_and_pending_introspection(backend: RedisBackend) -> None:
 
 
 async def test_run_until_stop_finishes_the_batch_in_hand(backend: RedisBackend) -> None:
-    await fill(backend, 300)
+    await fill(backend, 1000)
     stop = asyncio.Event()
     seen: list[int] = []
 
     def on_batch(result: BatchResult) -> None:
         seen.append(result.handled)
-        stop.set()  # asked to stop during the first batch
+        stop.set()  # asked to stop when the first batch is accounted
 
     w = RelayWorker(
         backend.client,
@@ -127,9 +127,10 @@ async def test_run_until_stop_finishes_the_batch_in_hand(backend: RedisBackend) 
         on_batch=on_batch,
     )
     await asyncio.wait_for(w.run(stop), timeout=30)
-    # The batch in hand and the one read ahead during it are finished; nothing else is taken.
-    assert seen == [100, 100]
-    assert await backend.client.xlen(STREAM) == 100  # the rest waits for the next run
+    # Everything already taken is finished (the batch in hand and at most the ones read ahead
+    # while it was processed); nothing more is read; nothing is left half-done.
+    assert 1 <= len(seen) <= 3 and all(n == 100 for n in seen)
+    assert await backend.client.xlen(STREAM) == 1000 - sum(seen)
     assert (await backend.client.xpending(STREAM, "ha-miners"))["pending"] == 0
 
 
