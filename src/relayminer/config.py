@@ -47,7 +47,7 @@ class RedisSection(_Section):
 
 
 class WorkerSection(_Section):
-    batch_size: int = Field(500, ge=1, le=5000)
+    batch_size: int = Field(1000, ge=1, le=5000)
     block_ms: int = Field(1000, ge=1, le=60_000)
     claim_idle_ms: int = Field(30_000, ge=0)
     max_retries: int = Field(3, ge=0)

@@ -18,7 +18,7 @@ def test_example_config_is_valid_and_documented() -> None:
     config = load_config(EXAMPLE)
     assert config.suppliers == ["pokt1supplieralpha", "pokt1supplierbeta"]
     assert config.redis.url is None  # embedded by default
-    assert config.worker.batch_size == 500 and config.leases.ttl_seconds == 15
+    assert config.worker.batch_size == 1000 and config.leases.ttl_seconds == 15
     chain = config.chain.build(config.suppliers)
     assert set(chain.suppliers) == set(config.suppliers)
     assert chain.services["anvil"].compute_units_per_relay == 10
