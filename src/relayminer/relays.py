@@ -5,7 +5,7 @@ of an entry of stream ``ha:relays:{supplier}`` (spec/miner_core.md §5.1). ``par
 stream entry into a :class:`Relay` or a :class:`Rejection` naming why the entry cannot be mined;
 a rejected entry goes to the dead-letter stream with that reason, never silently away.
 
->>> m = MinedRelayMessage(relay_bytes=b"req+res", compute_units_per_relay=42,
+>>> m = MinedRelayMessage(relay_bytes=b"req+res", compute_units_per_relay=42, service_id="svc",
 ...                       session_id="s1", session_end_height=10)
 >>> relay = parse_entry(b"1-0", {b"data": m.SerializeToString()})
 >>> relay.relay_hash == hashlib.sha256(b"req+res").digest(), relay.hash_repaired
@@ -72,6 +72,8 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
         return Rejection(entry_id, "session_id is required", data)
     if not msg.relay_bytes:
         return Rejection(entry_id, "relay_bytes is empty", data)
+    if not msg.service_id:  # the session could not be created, nor ever claimed
+        return Rejection(entry_id, "service_id is required", data)
     if msg.session_end_height <= 0:
         return Rejection(
             entry_id, f"session_end_height must be > 0 (got {msg.session_end_height})", data

@@ -154,8 +154,7 @@ end
 #:       Then a = #ack ids, a ids; then d = #dead entries, per entry: f = #field values, f values.
 #: Returns {'LEGACY', session index} before any write when a session key is a legacy string;
 #: error 'FENCED' before any write when the lease moved; otherwise one {created, counted
-#: relays, status} triple per session (status 0 counted, 1 terminal: nothing counted) followed
-#: by the counted compute units of each session as decimal strings.
+#: relays, status} triple per session (status 0 counted, 1 terminal: nothing counted).
 ACCOUNT_BATCH = (
     _TERMINAL_TABLE
     + _FENCE
@@ -189,7 +188,6 @@ local nack = tonumber(ARGV[p]); local ack_from = p + 1; p = p + 1 + nack
 local ndead = tonumber(ARGV[p]); p = p + 1
 -- pass 2: writes
 local out = {}
-local cus = {}
 for i = 1, nsess do
   local s = sessions[i]
   local created = 0
@@ -202,11 +200,10 @@ for i = 1, nsess do
     created = 1
   end
   local state = redis.call('HGET', s.key, 'state')
-  local counted, status, cu_total = 0, 0, '0'
+  local counted, status = 0, 0
   if state and TERMINAL[state] then
     status = 1
   else
-    local parts = {}
     for _, grp in ipairs(s.groups) do
       local new = 0
       for r = grp.from, grp.to do new = new + redis.call('SADD', s.dedup, ARGV[r]) end
@@ -217,7 +214,6 @@ for i = 1, nsess do
         else
           for _ = 1, new do redis.call('HINCRBY', s.key, 'total_compute_units', grp.cu) end
         end
-        parts[#parts + 1] = grp.cu .. 'x' .. new
         counted = counted + new
       end
     end
@@ -226,15 +222,12 @@ for i = 1, nsess do
       redis.call('HINCRBY', s.key, 'relay_count', counted)
       redis.call('HSET', s.key, 'last_updated_at', ARGV[6])
     end
-    cu_total = table.concat(parts, ',')
   end
   redis.call('EXPIRE', s.key, ARGV[3])
   out[#out + 1] = created
   out[#out + 1] = counted
   out[#out + 1] = status
-  cus[#cus + 1] = cu_total
 end
-for _, c in ipairs(cus) do out[#out + 1] = c end
 for _ = 1, ndead do
   local f = tonumber(ARGV[p])
   redis.call('XADD', KEYS[2], '*', unpack(ARGV, p + 1, p + f))

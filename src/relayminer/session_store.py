@@ -165,13 +165,19 @@ class RedisSessionStore:
         self._check_open()
         await self._write(snapshot)
 
-    async def _write(self, snapshot: SessionSnapshot) -> None:
+    def _prepare(self, snapshot: SessionSnapshot) -> tuple[str, dict[str, bytes], list[str]]:
+        """Validate and stamp a snapshot to be written: its id, its full hash encoding and the
+        keys every write touches (hash, supplier index, state index)."""
         if not isinstance(snapshot, SessionSnapshot):
             raise TypeError(f"snapshot must be a SessionSnapshot, got {type(snapshot).__name__}")
         snapshot.validate()
         sid = _session_id(snapshot.session_id)
         self._stamp(snapshot)
-        full = encode_hash(snapshot, with_counters=True)
+        keys = [self.session_key(sid), self.index_key(), self.state_index_key(snapshot.state)]
+        return sid, encode_hash(snapshot, with_counters=True), keys
+
+    async def _write(self, snapshot: SessionSnapshot) -> None:
+        sid, full, keys = self._prepare(snapshot)
         meta = {k: v for k, v in full.items() if k not in COUNTER_FIELDS}
         counters = {k: full[k] for k in COUNTER_FIELDS}
         args: list[bytes | str | int] = [
@@ -184,7 +190,6 @@ class RedisSessionStore:
             *_flatten(counters),
             *stale_optional_fields(snapshot),
         ]
-        keys = [self.session_key(sid), self.index_key(), self.state_index_key(snapshot.state)]
         await self._run("save session snapshot", self._save, keys, args)
         metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
 
@@ -192,13 +197,7 @@ class RedisSessionStore:
         """Create the session unless its key exists (hash or legacy). True only for the one
         caller that created it; the hash and both index entries are written atomically."""
         self._check_open()
-        if not isinstance(snapshot, SessionSnapshot):
-            raise TypeError(f"snapshot must be a SessionSnapshot, got {type(snapshot).__name__}")
-        snapshot.validate()
-        sid = _session_id(snapshot.session_id)
-        self._stamp(snapshot)
-        fields = encode_hash(snapshot, with_counters=True)
-        keys = [self.session_key(sid), self.index_key(), self.state_index_key(snapshot.state)]
+        sid, fields, keys = self._prepare(snapshot)
         created = await self._run(
             "create-if-absent session snapshot",
             self._create,

@@ -405,17 +405,20 @@ class RelayWorker:
         """Sessions whose relays can no longer count: terminal state or sealed tree."""
         if not session_ids:
             return set()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for sid in session_ids:
-                pipe.type(self.store.session_key(sid))
-                pipe.hget(self.store.session_key(sid), "state")
-                pipe.exists(self.keys.smst_root_key(self.supplier, sid))
-            replies = await pipe.execute(raise_on_error=False)
-        legacy = [sid for i, sid in enumerate(session_ids) if replies[3 * i] == b"string"]
-        if legacy:  # older miners' JSON snapshots: migrate, then look again
-            for sid in legacy:
+        for _attempt in range(3):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in session_ids:
+                    pipe.type(self.store.session_key(sid))
+                    pipe.hget(self.store.session_key(sid), "state")
+                    pipe.exists(self.keys.smst_root_key(self.supplier, sid))
+                replies = await pipe.execute(raise_on_error=False)
+            legacy = [sid for i, sid in enumerate(session_ids) if replies[3 * i] == b"string"]
+            if not legacy:
+                break
+            for sid in legacy:  # older miners' JSON snapshots: migrate, then look again
                 await self.store.migrate_legacy(sid)
-            return await self._late_sessions(session_ids)
+        else:
+            raise RelayMinerError("legacy session keys kept reappearing")
         replies = [x for i, x in enumerate(replies) if i % 3]
         late: set[str] = set()
         for i, sid in enumerate(session_ids):
@@ -447,7 +450,8 @@ class RelayWorker:
             self.store.state_index_key(SessionState.ACTIVE),
             fence.key if fence else self.keys.miner_claim_key(self.supplier),
         ]
-        now = format_rfc3339nano(utc_now())
+        stamp = utc_now()
+        now = format_rfc3339nano(stamp)
         args: list[Any] = [
             self.consumer.group,
             ack_mode,
@@ -468,8 +472,8 @@ class RelayWorker:
                 session_start_height=first.session_start_height,
                 session_end_height=first.session_end_height,
                 state=SessionState.ACTIVE,
-                created_at=utc_now(),
-                last_updated_at=utc_now(),
+                created_at=stamp,
+                last_updated_at=stamp,
             )
             meta = encode_hash(snapshot, with_counters=True)
             args.append(sid)
@@ -515,7 +519,6 @@ class RelayWorker:
             break
         else:  # pragma: no cover - a legacy key that keeps coming back
             raise RelayMinerError("legacy session keys kept reappearing during accounting")
-        n = len(session_ids)
         for i, sid in enumerate(session_ids):
             created, counted, status = (int(x) for x in reply[3 * i : 3 * i + 3])
             if created:
@@ -525,7 +528,6 @@ class RelayWorker:
                 continue
             result.counted += counted
             result.duplicates += len(relays[sid]) - counted
-        del n
 
     def _record(
         self,

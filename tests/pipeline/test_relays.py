@@ -83,6 +83,7 @@ def test_unknown_fields_are_skipped() -> None:
         ({b"data": bytes.fromhex("2202ffff")}, "failed to unmarshal"),  # invalid UTF-8
         ({b"data": full_message(session_id="").SerializeToString()}, "session_id is required"),
         ({b"data": full_message(relay_bytes=b"").SerializeToString()}, "relay_bytes is empty"),
+        ({b"data": full_message(service_id="").SerializeToString()}, "service_id is required"),
         ({b"data": full_message(session_end_height=0).SerializeToString()}, "session_end_height"),
         ({b"data": full_message(session_end_height=-3).SerializeToString()}, "session_end_height"),
         (
