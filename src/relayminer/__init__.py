@@ -16,6 +16,8 @@ from relayminer.errors import (
 )
 from relayminer.gorand import GoRand
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.leases import Fence
+from relayminer.mapstore import MapStore, MemoryMapStore
 from relayminer.proof_requirement import (
     ProofParams,
     ProofRequirementReason,
@@ -41,22 +43,47 @@ from relayminer.protocol import (
     settlement_height,
 )
 from relayminer.relay_difficulty import difficulty_multiplier
+from relayminer.relays import MinedRelayMessage
 from relayminer.session_store import RedisSessionStore, SessionStore, SessionStoreConfig
 from relayminer.sessions import SessionSnapshot, SessionState
+from relayminer.smst import (
+    SMSTError,
+    SMSTNodeCorruptError,
+    SMSTNodeMissingError,
+    SparseMerkleSumTrie,
+)
+from relayminer.smst_proof import (
+    ClosestProof,
+    CompactClosestProof,
+    proof_path,
+    verify_closest_proof,
+    verify_compact_closest_proof,
+)
+from relayminer.worker import RelayWorker, WorkerConfig
 
 __all__ = [
     "ClosedError",
+    "ClosestProof",
+    "CompactClosestProof",
     "Deduplicator",
     "DeduplicatorConfig",
+    "Fence",
     "GoRand",
     "InvalidProtocolArgumentError",
     "KeyBuilder",
+    "MapStore",
+    "MemoryMapStore",
+    "MinedRelayMessage",
     "Namespace",
     "ProofParams",
     "ProofRequirementReason",
     "RedisDeduplicator",
     "RedisSessionStore",
     "RelayMinerError",
+    "RelayWorker",
+    "SMSTError",
+    "SMSTNodeCorruptError",
+    "SMSTNodeMissingError",
     "SessionCoordinator",
     "SessionDecodeError",
     "SessionNotFoundError",
@@ -66,7 +93,9 @@ __all__ = [
     "SessionStoreConfig",
     "SessionTerminalError",
     "SharedParams",
+    "SparseMerkleSumTrie",
     "StoreError",
+    "WorkerConfig",
     "claim_sample",
     "claim_window_close_height",
     "claim_window_open_height",
@@ -76,6 +105,7 @@ __all__ = [
     "earliest_proof_commit_height",
     "grace_period_end_height",
     "pending_sessions",
+    "proof_path",
     "proof_requirement",
     "proof_seed_height",
     "proof_window_close_height",
@@ -85,4 +115,6 @@ __all__ = [
     "session_number",
     "session_start_height",
     "settlement_height",
+    "verify_closest_proof",
+    "verify_compact_closest_proof",
 ]

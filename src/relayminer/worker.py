@@ -73,6 +73,8 @@ class WorkerConfig:
     #: Entries older than this are trimmed from the stream (their sessions have expired).
     trim_max_age_ms: int | None = None
     trim_interval_s: float = 600.0
+    #: how often the stream lag and pending gauges are refreshed
+    gauges_interval_s: float = 5.0
     fence: Fence | None = None
 
     def __post_init__(self) -> None:
@@ -184,6 +186,7 @@ class RelayWorker:
         self._ack_mode: str | None = None
         self._last_reclaim = 0.0
         self._last_trim = 0.0
+        self._last_gauges = 0.0
         self.total = BatchResult()
 
     # --- loop ---------------------------------------------------------------------------------
@@ -229,6 +232,10 @@ class RelayWorker:
         if self._reclaim_due():
             self._last_reclaim = now
             await self._reclaim(self.config.claim_idle_ms)
+        if now - self._last_gauges >= self.config.gauges_interval_s:
+            self._last_gauges = now
+            await self.consumer.lag()  # sets ha_transport_redis_stream_lag
+            await self.consumer.pending_count()  # sets ha_transport_redis_pending_messages
         if now - self._last_trim >= self.config.trim_interval_s:
             self._last_trim = now
             trimmed = await self.consumer.trim(self.config.effective_trim_max_age_ms)

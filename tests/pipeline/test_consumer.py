@@ -244,3 +244,26 @@ async def test_stream_key_of_the_wrong_type_is_an_error_not_a_retry(backend: Red
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await c.trim(1000)
     assert await c.lag() is None
+
+
+async def test_run_refreshes_the_lag_and_pending_gauges(backend: RedisBackend) -> None:
+    from prometheus_client import REGISTRY
+
+    await fill(backend, 40)
+    stop = asyncio.Event()
+    w = RelayWorker(
+        backend.client,
+        "pokt1gauges",
+        WorkerConfig(consumer_name="c", block_ms=50),
+        on_batch=lambda _: stop.set(),
+    )
+    await backend.client.delete("ha:relays:pokt1gauges")
+    await RelayPublisher(backend.client).publish_batch(
+        workload(9, ["pokt1gauges"], ["sess-1"], 30)[0]
+    )
+    await asyncio.wait_for(w.run(stop), timeout=30)
+    labels = {"supplier": "pokt1gauges"}
+    assert (
+        REGISTRY.get_sample_value("ha_transport_redis_stream_lag", labels) == 30
+    )  # before reading
+    assert REGISTRY.get_sample_value("ha_transport_redis_pending_messages", labels) == 0
