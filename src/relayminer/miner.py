@@ -188,7 +188,9 @@ class Miner:
     async def _stop_pipeline(self, supplier: str) -> None:
         pipeline = self.pipelines.pop(supplier, None)
         if pipeline is not None:
-            await pipeline.stop(grace_seconds=max(1.0, self.config.leases.renew_seconds))
+            # Stopped within half a renew interval (then cancelled): a lease dropped at its local
+            # deadline (ttl - renew after the last renewal) is quiet before it can expire.
+            await pipeline.stop(grace_seconds=self.config.leases.renew_seconds / 2)
             log.info("stopped mining supplier", extra={"supplier": supplier})
 
     async def run(self, stop: asyncio.Event) -> None:
