@@ -176,6 +176,16 @@ class SessionCoordinator:
             await _call(callback, snapshot)
 
     # --- claim and proof ----------------------------------------------------------------------
+    async def on_session_claiming(self, session_id: str) -> None:
+        """The claim window opened: the claim is being built (not terminal, no callback)."""
+        self._check_open()
+        await self.store.update_state(require_id("session_id", session_id), SessionState.CLAIMING)
+
+    async def on_session_proving(self, session_id: str) -> None:
+        """The proof window opened: the proof is being built (not terminal, no callback)."""
+        self._check_open()
+        await self.store.update_state(require_id("session_id", session_id), SessionState.PROVING)
+
     async def _require(self, session_id: str) -> SessionSnapshot:
         sid = require_id("session_id", session_id)
         snapshot = await self.store.get(sid)

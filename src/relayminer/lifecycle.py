@@ -321,7 +321,7 @@ class LifecycleManager:
         built: list[_Built] = []
         for s in group:
             if s.state is SessionState.ACTIVE:
-                await self.store.update_state(s.session_id, SessionState.CLAIMING)
+                await self.coordinator.on_session_claiming(s.session_id)
             outcome = await self._build_claim(s, height)
             if isinstance(outcome, _Built):
                 built.append(outcome)
@@ -411,7 +411,7 @@ class LifecycleManager:
         for s in group:
             sid = s.session_id
             if s.state is SessionState.CLAIMED:
-                await self.store.update_state(sid, SessionState.PROVING)
+                await self.coordinator.on_session_proving(sid)
             outcome = await self._build_proof(s, seed_hash)
             if isinstance(outcome, _Built):
                 built.append(outcome)

@@ -490,3 +490,20 @@ def test_constructor_validates(store: RedisSessionStore) -> None:
         SessionCoordinator(object(), SUPPLIER)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="supplier_address"):
         SessionCoordinator(store, "")
+
+
+async def test_claiming_and_proving_are_recorded_without_callbacks(
+    coord: SessionCoordinator, store: RedisSessionStore, rec: Recorder
+) -> None:
+    await relay(coord)
+    await coord.on_session_claiming("sess-1")
+    got = await store.get("sess-1")
+    assert got is not None and got.state is SessionState.CLAIMING
+    await coord.on_session_claimed("sess-1", b"\x02" * 48, "TX")
+    await coord.on_session_proving("sess-1")
+    got = await store.get("sess-1")
+    assert got is not None and got.state is SessionState.PROVING
+    assert rec.terminal == []
+    await coord.close()
+    with pytest.raises(ClosedError):
+        await coord.on_session_proving("sess-1")
