@@ -106,3 +106,14 @@ def test_server_dies_with_its_parent_even_on_sigkill() -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert wait_exit(server_pid), "the server outlived its SIGKILLed parent"
+
+
+async def test_system_server_over_unix_socket() -> None:
+    # Debian's redis-server 7.0 announces readiness differently on a unix socket only.
+    binary = find_server_binary()
+    with start_server(binary, use_unix_socket=True) as server:
+        client = connect(server.url)
+        try:
+            assert await client.ping() is True
+        finally:
+            await client.aclose()

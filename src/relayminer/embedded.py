@@ -9,7 +9,7 @@ package, whose own launcher daemonizes and leaves orphans). The child runs with
 ``--daemonize no``, no persistence, and ``PR_SET_PDEATHSIG`` so it dies with its parent even on
 ``kill -9``; :meth:`RedisServerProcess.stop` terminates it cleanly otherwise.
 
-Readiness is detected from the server's own log line (``Ready to accept connections``), read from
+Readiness is detected from the server's own log line (``... ready to accept connections``), read from
 its stdout with a deadline: no polling, no sleeps.
 """
 
@@ -34,7 +34,9 @@ from pathlib import Path
 from relayminer.errors import RelayMinerError
 
 _PR_SET_PDEATHSIG = 1
-_READY_MARKER = b"Ready to accept connections"
+# Redis 7 / Valkey print "Ready to accept connections [tcp|unix]"; Redis 7.0 listening on a
+# unix socket only prints "The server is now ready to accept connections at <path>".
+_READY_MARKER = b"ready to accept connections"
 
 
 class EmbeddedServerError(RelayMinerError):
@@ -251,7 +253,7 @@ def _wait_ready(process: subprocess.Popen[bytes], log: deque[bytes], timeout: fl
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 log.append(line + b"\n")
-                if _READY_MARKER in line:
+                if _READY_MARKER in line.lower():
                     if pending:
                         log.append(pending)
                     return True
