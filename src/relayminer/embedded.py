@@ -9,8 +9,8 @@ package, whose own launcher daemonizes and leaves orphans). The child runs with
 ``--daemonize no``, no persistence, and ``PR_SET_PDEATHSIG`` so it dies with its parent even on
 ``kill -9``; :meth:`RedisServerProcess.stop` terminates it cleanly otherwise.
 
-Readiness is detected from the server's own log line (``... ready to accept connections``), read from
-its stdout with a deadline: no polling, no sleeps.
+Readiness is detected from the server's own log line (``... ready to accept connections``), read
+from its stdout with a deadline: no polling, no sleeps.
 """
 
 from __future__ import annotations
