@@ -676,6 +676,10 @@ class LifecycleManager:
             await self.dedup.cleanup_session(session_id)
 
     async def _record_settlements(self, height: int) -> None:
+        """Record how the chain settled each claim (``settlement_outcome``/``_height``). A
+        session the miner believed ``proved``/``probabilistic_proved`` but whose claim the
+        chain expired (its proof never landed, or did not validate) is corrected to
+        ``proof_window_closed``: the window closed without a valid proof on chain."""
         start = self._events_from or height
         if start > height:
             return
@@ -695,6 +699,20 @@ class LifecycleManager:
                 continue
             try:
                 await self.store.update_settlement_metadata(sid, outcome, ev.height)
+                if outcome != "expired":
+                    continue
+                snapshot = await self.store.get(sid)
+                if snapshot is not None and snapshot.state.is_success:
+                    log.error(
+                        "claim expired on chain after the proof was submitted",
+                        extra={
+                            "supplier": self.supplier,
+                            "session_id": sid,
+                            "reason": ev.attributes.get("expiration_reason", ""),
+                        },
+                    )
+                    metrics.PROOFS_FAILED.labels(supplier=self.supplier, reason="expired").inc()
+                    await self.coordinator.on_proof_window_closed(sid)
             except RelayMinerError:
                 continue  # the snapshot expired or was never ours
 

@@ -258,3 +258,22 @@ async def test_claim_tx_error_healed_by_the_reconciler_is_proved(backend: RedisB
         assert snap.settlement_outcome == "settled_proven"
     finally:
         await world.close()
+
+
+async def test_proof_dropped_twice_is_corrected_when_the_chain_expires_it(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    try:
+        sid = await session_one(world)
+        await world.run_to(9)
+        await world.chain.drop_next_txs(2)  # the proof and its one resend are both evicted
+        await world.step()  # H=10
+        assert await state(world, sid) is SessionState.PROVED  # accepted by the mempool
+        await world.run_to(15)
+        assert any(sid in r.resent for r in world.reports)
+        snap = await world.session(SUP1, sid)
+        assert snap.settlement_outcome == "expired"
+        assert snap.state is SessionState.PROOF_WINDOW_CLOSED  # corrected from the chain
+    finally:
+        await world.close()
