@@ -21,7 +21,7 @@ import hashlib
 from typing import Final
 
 from relayminer._rng_cooked import RNG_COOKED, RNG_LEN
-from relayminer.errors import InvalidProtocolArgumentError
+from relayminer.validate import as_bytes, check_int64
 
 __all__ = [
     "GoRand",
@@ -44,8 +44,6 @@ _ZERO_SEED_REPLACEMENT: Final = 89482311
 _MASK63: Final = (1 << 63) - 1
 _MASK64: Final = (1 << 64) - 1
 _TWO_POW_63: Final = float(1 << 63)
-_INT64_MIN: Final = -(1 << 63)
-_INT64_MAX: Final = (1 << 63) - 1
 _MAX_VARINT_LEN64: Final = 10
 
 # rngCooked as unsigned 64-bit words, so that seeding is plain XOR/AND on Python ints.
@@ -66,14 +64,6 @@ def _seedrand(x: int) -> int:
     if x < 0:
         x += _INT32_MAX
     return x
-
-
-def _check_int64(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise InvalidProtocolArgumentError(name, f"must fit in int64, got {value}")
-    return value
 
 
 class GoRand:
@@ -100,7 +90,7 @@ class GoRand:
 
     def seed(self, seed: int) -> None:
         """Reset the generator to the state of Go's ``rngSource.Seed(seed)``."""
-        seed = _check_int64("seed", seed)
+        seed = check_int64("seed", seed)
         # Go: seed % M keeps the dividend's sign, then adds M if negative: Python's % already
         # returns the non-negative representative.
         x = seed % _INT32_MAX
@@ -154,14 +144,6 @@ class GoRand:
                 return f
 
 
-def _as_bytes(name: str, data: object) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    raise TypeError(f"{name} must be bytes, got {type(data).__name__}")
-
-
 def go_uvarint(data: bytes) -> tuple[int, int]:
     """Go ``binary.Uvarint``: ``(value, n)`` with Go's error convention for ``n``.
 
@@ -175,7 +157,7 @@ def go_uvarint(data: bytes) -> tuple[int, int]:
     >>> go_uvarint(b"\\xff" * 9 + b"\\x02")
     (0, -10)
     """
-    buf = _as_bytes("data", data)
+    buf = as_bytes("data", data)
     x = 0
     shift = 0
     for i, b in enumerate(buf):
@@ -218,7 +200,7 @@ def seed_from_parts(*seed_parts: bytes) -> int:
     >>> seed_from_parts(b"hel", b"lo")
     22
     """
-    joined = b"".join(_as_bytes("seed_parts", part) for part in seed_parts)
+    joined = b"".join(as_bytes("seed_parts", part) for part in seed_parts)
     return go_varint(hashlib.sha256(joined).digest())
 
 

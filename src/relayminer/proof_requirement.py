@@ -35,6 +35,7 @@ from relayminer.gorand import seeded_float64
 from relayminer.proto import poktroll_pb2
 from relayminer.protocol import SharedParams
 from relayminer.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH, difficulty_multiplier
+from relayminer.validate import as_bytes, check_uint64
 
 __all__ = [
     "SMST_ROOT_SIZE",
@@ -61,7 +62,6 @@ SMST_ROOT_SIZE: Final = 48
 """Size of a sealed SMST root: 32-byte digest || BE64 sum || BE64 count."""
 
 _DIGEST_SIZE: Final = 32
-_UINT64_MAX: Final = (1 << 64) - 1
 
 
 class ProofRequirementReason(enum.IntEnum):
@@ -116,23 +116,7 @@ proof_requirement_threshold_upokt: must be a uint64, got -1
             "proof_missing_penalty_upokt",
             "proof_submission_fee_upokt",
         ):
-            _check_uint64(name, getattr(self, name))
-
-
-def _check_uint64(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= value <= _UINT64_MAX:
-        raise InvalidProtocolArgumentError(name, f"must be a uint64, got {value}")
-    return value
-
-
-def _check_bytes(name: str, value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
+            check_uint64(name, getattr(self, name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +147,7 @@ def parse_claim_root(root_hash: bytes) -> ClaimRoot:
     relayminer.errors.InvalidProtocolArgumentError: invalid root_hash: must be 48 \
 bytes (digest || BE64 sum || BE64 count), got 32
     """
-    root = _check_bytes("root_hash", root_hash)
+    root = as_bytes("root_hash", root_hash)
     if len(root) != SMST_ROOT_SIZE:
         raise InvalidProtocolArgumentError(
             "root_hash",
@@ -198,7 +182,7 @@ def estimated_compute_units(
     >>> estimated_compute_units(100)
     Fraction(100, 1)
     """
-    claimed = _check_uint64("claimed_compute_units", claimed_compute_units)
+    claimed = check_uint64("claimed_compute_units", claimed_compute_units)
     return claimed * difficulty_multiplier(difficulty_target_hash)
 
 
@@ -232,8 +216,8 @@ def num_estimated_relays(
     >>> num_estimated_relays(10, 100), num_estimated_relays(10, 100, b"\\x7f" + b"\\xff" * 31)
     (10, 20)
     """
-    relays = _check_uint64("num_relays", num_relays)
-    claimed = _check_uint64("claimed_compute_units", claimed_compute_units)
+    relays = check_uint64("num_relays", num_relays)
+    claimed = check_uint64("claimed_compute_units", claimed_compute_units)
     if relays == 0 or claimed == 0:
         return 0
     compute_units_per_relay = claimed // relays
@@ -272,7 +256,7 @@ def build_claim(
             session_start_block_height=session_start_block_height,
             session_end_block_height=session_end_block_height,
         ),
-        root_hash=_check_bytes("root_hash", root_hash),
+        root_hash=as_bytes("root_hash", root_hash),
         proof_validation_status=poktroll_pb2.ClaimProofStatus.Name(proof_validation_status),
     )
 
@@ -287,7 +271,7 @@ def encode_claim(claim: poktroll_pb2.Claim) -> bytes:
 
 def claim_hash(claim_bytes: bytes) -> bytes:
     """``SHA-256`` of the encoded claim."""
-    return hashlib.sha256(_check_bytes("claim_bytes", claim_bytes)).digest()
+    return hashlib.sha256(as_bytes("claim_bytes", claim_bytes)).digest()
 
 
 def claim_sample(claim_bytes: bytes, seed_block_hash: bytes) -> float:
@@ -298,7 +282,7 @@ def claim_sample(claim_bytes: bytes, seed_block_hash: bytes) -> float:
     ``GetProofRequirementSampleValue``). ``seed_block_hash`` is the hash of block
     ``proof_seed_height`` (= proof window open - 1).
     """
-    seed_hash = _check_bytes("seed_block_hash", seed_block_hash)
+    seed_hash = as_bytes("seed_block_hash", seed_block_hash)
     return seeded_float64(claim_hash(claim_bytes), seed_hash)
 
 
@@ -313,7 +297,7 @@ def closest_proof_path(seed_block_hash: bytes, session_id: str) -> bytes:
     """
     if not isinstance(session_id, str):
         raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
-    block_hash = _check_bytes("seed_block_hash", seed_block_hash)
+    block_hash = as_bytes("seed_block_hash", seed_block_hash)
     return hashlib.sha256(block_hash + session_id.encode("utf-8")).digest()
 
 
@@ -336,7 +320,7 @@ def decide_proof_requirement(
     >>> decide_proof_requirement(99, 0.01, ProofParams(100, 0.01)).name
     'PROBABILISTIC'
     """
-    amount = _check_uint64("claimed_upokt_amount", claimed_upokt_amount)
+    amount = check_uint64("claimed_upokt_amount", claimed_upokt_amount)
     if amount >= proof_params.proof_requirement_threshold_upokt:
         return ProofRequirementReason.THRESHOLD
     value = sample() if callable(sample) else sample

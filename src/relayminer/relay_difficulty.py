@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Final
 
 from relayminer.errors import InvalidProtocolArgumentError
+from relayminer.validate import UINT64_MAX, as_bytes, check_uint64
 
 __all__ = [
     "BASE_RELAY_DIFFICULTY_TARGET_HASH",
@@ -38,23 +39,6 @@ DEFAULT_TARGET_NUM_RELAYS: Final = 100_000
 _BASE_TARGET_INT: Final = int.from_bytes(BASE_RELAY_DIFFICULTY_TARGET_HASH, "big")
 _EMA_ALPHA: Final = Fraction(0.1)  # Go big.Float.SetFloat64(0.1): the double nearest 0.1
 _BIG_FLOAT_PREC: Final = 64  # precision Go gives big.Float results built from uint64 values
-_UINT64_MAX: Final = (1 << 64) - 1
-
-
-def _target_bytes(name: str, value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-
-
-def _uint64(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= value <= _UINT64_MAX:
-        raise InvalidProtocolArgumentError(name, f"must be a uint64, got {value}")
-    return value
 
 
 def is_relay_volume_applicable(relay_hash: bytes, target_hash: bytes) -> bool:
@@ -63,7 +47,7 @@ def is_relay_volume_applicable(relay_hash: bytes, target_hash: bytes) -> bool:
     >>> is_relay_volume_applicable(b"\\x80" + b"\\x00" * 31, b"\\x7f" + b"\\xff" * 31)
     False
     """
-    return _target_bytes("relay_hash", relay_hash) < _target_bytes("target_hash", target_hash)
+    return as_bytes("relay_hash", relay_hash) < as_bytes("target_hash", target_hash)
 
 
 def difficulty_multiplier(target_hash: bytes) -> Fraction:
@@ -75,7 +59,7 @@ def difficulty_multiplier(target_hash: bytes) -> Fraction:
     >>> difficulty_multiplier(b"\\x7f" + b"\\xff" * 31) > 2
     True
     """
-    target = int.from_bytes(_target_bytes("target_hash", target_hash), "big")
+    target = int.from_bytes(as_bytes("target_hash", target_hash), "big")
     if target == 0:
         raise InvalidProtocolArgumentError("target_hash", "must be > 0 (an all-zero target)")
     return Fraction(_BASE_TARGET_INT, target)
@@ -106,13 +90,13 @@ def next_relays_ema(prev_relays_ema: int, num_relays: int) -> int:
     >>> next_relays_ema(100_000, 200_000), next_relays_ema(0, 5), next_relays_ema(7, 7)
     (110000, 0, 7)
     """
-    prev = _uint64("prev_relays_ema", prev_relays_ema)
-    current = _uint64("num_relays", num_relays)
+    prev = check_uint64("prev_relays_ema", prev_relays_ema)
+    current = check_uint64("num_relays", num_relays)
     one_minus_alpha = _round_to_precision(1 - _EMA_ALPHA, _BIG_FLOAT_PREC)
     weighted_current = _round_to_precision(_EMA_ALPHA * current, _BIG_FLOAT_PREC)
     weighted_prev = _round_to_precision(one_minus_alpha * prev, _BIG_FLOAT_PREC)
     total = _round_to_precision(weighted_current + weighted_prev, _BIG_FLOAT_PREC)
-    return min(int(total), _UINT64_MAX)  # big.Float.Uint64 truncates toward zero
+    return min(int(total), UINT64_MAX)  # big.Float.Uint64 truncates toward zero
 
 
 def next_difficulty_target_hash(
@@ -131,9 +115,9 @@ def next_difficulty_target_hash(
     >>> next_difficulty_target_hash(b"\\xff" * 32, 100_000, 10) == b"\\xff" * 32
     True
     """
-    prev = _target_bytes("prev_target_hash", prev_target_hash)
-    target_relays = _uint64("target_num_relays", target_num_relays)
-    ema = _uint64("new_relays_ema", new_relays_ema)
+    prev = as_bytes("prev_target_hash", prev_target_hash)
+    target_relays = check_uint64("target_num_relays", target_num_relays)
+    ema = check_uint64("new_relays_ema", new_relays_ema)
     if target_relays == ema:
         return prev
     if ema == 0:

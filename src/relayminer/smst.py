@@ -58,6 +58,7 @@ from relayminer.smst_nodes import (
     parse_node,
 )
 from relayminer.smst_proof import ClosestProof, MerkleProof
+from relayminer.validate import as_bytes
 
 __all__ = [
     "SMSTError",
@@ -176,16 +177,8 @@ def _leaf_payload(leaf: _Leaf) -> bytes:
 # --- arguments ------------------------------------------------------------------------------
 
 
-def _bytes_arg(name: str, value: object) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-
-
 def _key_arg(key: object) -> bytes:
-    key = _bytes_arg("key", key)
+    key = as_bytes("key", key)
     if len(key) != 32:
         raise SMSTInvalidArgumentError(f"key must be a 32-byte relay hash, got {len(key)} bytes")
     return key
@@ -410,7 +403,7 @@ class SparseMerkleSumTrie:
         :class:`SMSTNodeMissingError` (see the module's failure guarantee). The
         48-zero-byte root is the empty trie.
         """
-        root = _bytes_arg("root", root)
+        root = as_bytes("root", root)
         if len(root) != DIGEST_SIZE:
             raise SMSTInvalidArgumentError(f"root must be {DIGEST_SIZE} bytes, got {len(root)}")
         trie = cls(store)
@@ -487,7 +480,7 @@ class SparseMerkleSumTrie:
         if type(key) is not bytes or len(key) != 32:
             key = _key_arg(key)
         if type(value) is not bytes:
-            value = _bytes_arg("value", value)
+            value = as_bytes("value", value)
         if type(weight) is not int or not 0 <= weight < UINT64_LIMIT:
             weight = _weight_arg(weight)
         path = sha256(key).digest()
@@ -742,7 +735,7 @@ class SparseMerkleSumTrie:
         ``path`` is 32 bytes (see :func:`relayminer.smst_proof.proof_path`). Raises
         :class:`SMSTUnsupportedShapeError` where Go panics (only on tries with deletions).
         """
-        path = _bytes_arg("path", path)
+        path = as_bytes("path", path)
         if len(path) != PATH_SIZE:
             raise SMSTInvalidArgumentError(
                 f"invalid path does not match path hasher size: {len(path)} bytes, want 32"

@@ -37,6 +37,7 @@ from relayminer.smst_nodes import (
     hash_preimage,
     inner_digest,
 )
+from relayminer.validate import as_bytes
 
 __all__ = [
     "ClosestProof",
@@ -60,22 +61,14 @@ class SMSTBadProofError(SMSTError, ValueError):
 # --- argument normalisation -----------------------------------------------------------------
 
 
-def _bytes(name: str, value: object) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-
-
 def _opt_bytes(name: str, value: object) -> bytes | None:
-    return None if value is None else _bytes(name, value)
+    return None if value is None else as_bytes(name, value)
 
 
 def _bytes_seq(name: str, values: object) -> tuple[bytes, ...]:
     if isinstance(values, bytes | bytearray | memoryview | str) or not isinstance(values, Sequence):
         raise TypeError(f"{name} must be a sequence of bytes, got {type(values).__name__}")
-    return tuple(_bytes(f"{name}[{i}]", v) for i, v in enumerate(values))
+    return tuple(as_bytes(f"{name}[{i}]", v) for i, v in enumerate(values))
 
 
 def _int(name: str, value: object) -> int:
@@ -140,7 +133,7 @@ class CompactMerkleProof:
             "non_membership_leaf_data",
             _opt_bytes("non_membership_leaf_data", self.non_membership_leaf_data),
         )
-        _set(self, "bit_mask", _bytes("bit_mask", self.bit_mask))
+        _set(self, "bit_mask", as_bytes("bit_mask", self.bit_mask))
         _set(self, "num_side_nodes", _int("num_side_nodes", self.num_side_nodes))
         _set(self, "sibling_data", _opt_bytes("sibling_data", self.sibling_data))
 
@@ -161,13 +154,13 @@ class ClosestProof:
     closest_proof: MerkleProof
 
     def __post_init__(self) -> None:
-        _set(self, "path", _bytes("path", self.path))
+        _set(self, "path", as_bytes("path", self.path))
         bits = self.flipped_bits
         if not isinstance(bits, Sequence):
             raise TypeError(f"flipped_bits must be a sequence of int, got {type(bits).__name__}")
         _set(self, "flipped_bits", tuple(_int("flipped_bits[]", b) for b in bits))
         _set(self, "depth", _int("depth", self.depth))
-        _set(self, "closest_path", _bytes("closest_path", self.closest_path))
+        _set(self, "closest_path", as_bytes("closest_path", self.closest_path))
         _set(self, "closest_value_hash", _opt_bytes("closest_value_hash", self.closest_value_hash))
         if not isinstance(self.closest_proof, MerkleProof):
             raise TypeError("closest_proof must be a MerkleProof")
@@ -232,10 +225,10 @@ class CompactClosestProof:
     closest_proof: CompactMerkleProof
 
     def __post_init__(self) -> None:
-        _set(self, "path", _bytes("path", self.path))
+        _set(self, "path", as_bytes("path", self.path))
         _set(self, "flipped_bits", _bytes_seq("flipped_bits", self.flipped_bits))
-        _set(self, "depth", _bytes("depth", self.depth))
-        _set(self, "closest_path", _bytes("closest_path", self.closest_path))
+        _set(self, "depth", as_bytes("depth", self.depth))
+        _set(self, "closest_path", as_bytes("closest_path", self.closest_path))
         _set(self, "closest_value_hash", _opt_bytes("closest_value_hash", self.closest_value_hash))
         if not isinstance(self.closest_proof, CompactMerkleProof):
             raise TypeError("closest_proof must be a CompactMerkleProof")
@@ -445,7 +438,7 @@ def verify_compact_closest_proof(compact: CompactClosestProof, root: bytes) -> b
 
 def proof_path(block_hash: bytes, session_id: str) -> bytes:
     """poktroll ``GetPathForProof``: ``sha256(block_hash || utf8(session_id))`` (§8.1)."""
-    block_hash = _bytes("block_hash", block_hash)
+    block_hash = as_bytes("block_hash", block_hash)
     if not isinstance(session_id, str):
         raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
     return hashlib.sha256(block_hash + session_id.encode("utf-8")).digest()
