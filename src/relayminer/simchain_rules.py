@@ -167,6 +167,16 @@ async def proof_requirement_for(ctx: BlockContext, claim: Claim) -> ProofRequire
     )
 
 
+def _require_window(ctx: BlockContext, phase: str, earliest: int, close: int, end: int) -> None:
+    """The tx lands at ``ctx.height``: inside ``[earliest, close]`` (inclusive) or rejected with
+    a log naming the ``"<phase> window"`` (the miner matches on that text)."""
+    if not earliest <= ctx.height <= close:
+        raise TxRejectedError(
+            f"{phase} window: height {ctx.height} is outside the {phase} window "
+            f"[{earliest}, {close}] of the session ending at {end}"
+        )
+
+
 def _claim_attributes(ctx: BlockContext, claim: Claim) -> dict[str, str]:
     h = claim.session_header
     root = parse_claim_root(claim.root_hash)
@@ -202,13 +212,13 @@ async def _create_claim(ctx: BlockContext, view: StateView, msg: MsgCreateClaim)
         raise TxRejectedError("root hash has zero compute units")
     p = ctx.config.shared_params
     end = header.session_end_block_height
-    earliest = earliest_claim_commit_height(p, end, supplier)
-    close = claim_window_close_height(p, end)
-    if not earliest <= ctx.height <= close:
-        raise TxRejectedError(
-            f"claim window: height {ctx.height} is outside the claim window "
-            f"[{earliest}, {close}] of the session ending at {end}"
-        )
+    _require_window(
+        ctx,
+        "claim",
+        earliest_claim_commit_height(p, end, supplier),
+        claim_window_close_height(p, end),
+        end,
+    )
     cupr = _service(ctx, header.service_id).compute_units_per_relay
     if root.sum != root.count * cupr:
         raise TxRejectedError(
@@ -230,13 +240,13 @@ async def _submit_proof(ctx: BlockContext, view: StateView, msg: MsgSubmitProof)
     _check_supplier_session(ctx, supplier, header)
     p = ctx.config.shared_params
     end = header.session_end_block_height
-    earliest = earliest_proof_commit_height(p, end, supplier)
-    close = proof_window_close_height(p, end)
-    if not earliest <= ctx.height <= close:
-        raise TxRejectedError(
-            f"proof window: height {ctx.height} is outside the proof window "
-            f"[{earliest}, {close}] of the session ending at {end}"
-        )
+    _require_window(
+        ctx,
+        "proof",
+        earliest_proof_commit_height(p, end, supplier),
+        proof_window_close_height(p, end),
+        end,
+    )
     if not msg.proof:
         raise TxRejectedError("proof is empty")
     try:
