@@ -257,6 +257,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's JSON report atomically (``bench/results/*.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--leaves", type=int, default=100_000)
@@ -272,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     headline = report["results"][1]["ops_per_second"]
     verdict = "meets" if headline >= report["target_inserts_per_second"] else "MISSES"
     print(f"\ninsert into {args.leaves}-leaf trie: {headline:,}/s ({verdict} the 30,000/s target)")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.output)
-    print(f"wrote {args.output}")
+    write_report(args.output, report)
     return 0
 
 

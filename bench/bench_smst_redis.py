@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import random
@@ -56,7 +55,7 @@ from typing import Any
 import redis
 from redis.asyncio import Redis
 
-from bench_smst_memory import gc_timer, make_leaves, recording_sha256, sha_floor
+from bench_smst_memory import gc_timer, make_leaves, recording_sha256, sha_floor, write_report
 from relayminer.connections import connect
 from relayminer.embedded import start_server
 from relayminer.mapstore import MemoryMapStore
@@ -506,11 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         f" prove_closest p99 {proof_p99:.2f} ms"
         f" ({verdict(proof_p99 < TARGET_PROOF_MS)} the {TARGET_PROOF_MS:.0f} ms target)"
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.output)
-    print(f"wrote {args.output}")
+    write_report(args.output, report)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from bench_smst_memory import write_report
 from relayminer.connections import connect
 from relayminer.embedded import find_server_binary, start_server
 from relayminer.gcpolicy import run_gc_freezer
@@ -166,9 +166,7 @@ async def main() -> None:
         "end_to_end_vs_baseline": e2e["throughput_per_s"] / base,
         "paced_half_rate": paced,
     }
-    out = HERE / "results" / "worker.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_report(HERE / "results" / "worker.json", results)
     print(
         f"| run ({n:,} relays, {sessions} sessions of {n // sessions:,}) | relays/s | "
         "vs bare drain | p50 ms | p99 ms |"
