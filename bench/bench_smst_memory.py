@@ -38,11 +38,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import relayminer.smst as smst_module
-import relayminer.smst_nodes as nodes_module
-from relayminer.mapstore import MemoryMapStore
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_proof import CompactClosestProof, verify_compact_closest_proof
+import relayminer.smst.nodes as nodes_module
+import relayminer.smst.trie as smst_module
+from relayminer.smst.mapstore import MemoryMapStore
+from relayminer.smst.proof import CompactClosestProof, verify_compact_closest_proof
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 RESULTS = Path(__file__).resolve().parent / "results" / "smst_memory.json"
 _real_sha256 = hashlib.sha256

@@ -1,7 +1,9 @@
 """Redis-backed SMST benchmark: batched inserts, resume, and closest proofs on a real server.
 
-A private ``redis-server`` is started with :func:`relayminer.embedded.start_server` and reached
-through :func:`relayminer.connections.connect`, like the miner does. Workload (relay-like leaves,
+A private ``redis-server`` is started with :func:`relayminer.runtime.embedded.start_server` and
+reached
+through :func:`relayminer.runtime.connections.connect`, like the miner does. Workload (relay-like
+leaves,
 the same generator as ``bench_smst_memory.py``): value = 200-300 random bytes,
 key = sha256(value), weight 42.
 
@@ -30,7 +32,7 @@ Everything runs in one Python thread (asyncio, one connection at a time): one co
 trie, the server in its own process, over TCP loopback. ``--pin`` pins the two to two different
 CPUs (on the 2-vCPU machine this was written on, pinning made runs slower and noisier, so it is
 off by default). GC: by default the runs use the miner processes' policy (``gc.freeze`` so the
-collector does not rescan the long-lived trie; :mod:`relayminer.gcpolicy`); ``--gc default``
+collector does not rescan the long-lived trie; :mod:`relayminer.runtime.gcpolicy`); ``--gc default``
 keeps Python's settings, where a full collection over the cached 100k-leaf tree takes 100-230 ms
 and usually lands once in the last 20,000 leaves. Run:
 ``.venv/bin/python bench/bench_smst_redis.py`` (about 30 s); writes
@@ -56,12 +58,12 @@ import redis
 from redis.asyncio import Redis
 
 from bench_smst_memory import gc_timer, make_leaves, recording_sha256, sha_floor, write_report
-from relayminer.connections import connect
-from relayminer.embedded import start_server
-from relayminer.mapstore import MemoryMapStore
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_proof import verify_closest_proof
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.runtime.connections import connect
+from relayminer.runtime.embedded import start_server
+from relayminer.smst.mapstore import MemoryMapStore
+from relayminer.smst.proof import verify_closest_proof
+from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 RESULTS = Path(__file__).resolve().parent / "results" / "smst_redis.json"
 SUPPLIER = "pokt1benchsupplier"
@@ -84,7 +86,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-#: GC policy of the measured runs: "freeze" is what the miner processes do (relayminer.gcpolicy
+#: GC policy of the measured runs: "freeze" is what the miner processes do
+#: (relayminer.runtime.gcpolicy
 #: freezes every 0.5 s; here after every batch, the same effect in a synchronous loop), "default"
 #: leaves Python's collector as it is.
 GC_POLICY = "freeze"

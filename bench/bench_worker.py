@@ -4,7 +4,7 @@
 
 One supplier, one RelayWorker (this process), a local redis-server started for the run, the
 sessions growing to ``relays / sessions`` relays each (100,000 by default). The worker runs with
-the process GC policy of ``relayminer worker``/``run`` (:mod:`relayminer.gcpolicy`). Runs:
+the process GC policy of ``relayminer worker``/``run`` (:mod:`relayminer.runtime.gcpolicy`). Runs:
 
 1. **baseline**: a bare XREADGROUP (COUNT batch) + XACK/XDEL drain of the same number of
    pre-published entries, through the same client stack (redis.asyncio + hiredis);
@@ -29,10 +29,10 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from bench_smst_memory import write_report
-from relayminer.connections import connect
-from relayminer.embedded import find_server_binary, start_server
-from relayminer.gcpolicy import run_gc_freezer
-from relayminer.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.runtime.connections import connect
+from relayminer.runtime.embedded import find_server_binary, start_server
+from relayminer.runtime.gcpolicy import run_gc_freezer
 
 SUPPLIER = "pokt1bench"
 STREAM = f"ha:relays:{SUPPLIER}"

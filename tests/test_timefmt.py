@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relayminer.timefmt import format_rfc3339nano, parse_rfc3339nano
+from relayminer.sessions.timefmt import format_rfc3339nano, parse_rfc3339nano
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 The names below are the public contract (``../shared/API.md``); internal modules may change.
 """
 
-from relayminer.coordinator import SessionCoordinator
-from relayminer.dedup import Deduplicator, DeduplicatorConfig, RedisDeduplicator
 from relayminer.errors import (
     ClosedError,
     InvalidProtocolArgumentError,
@@ -14,18 +12,19 @@ from relayminer.errors import (
     SessionTerminalError,
     StoreError,
 )
-from relayminer.gorand import GoRand
 from relayminer.keys import KeyBuilder, Namespace
-from relayminer.leases import Fence
-from relayminer.mapstore import MapStore, MemoryMapStore
-from relayminer.proof_requirement import (
+from relayminer.pipeline.relays import MinedRelayMessage
+from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.protocol.gorand import GoRand
+from relayminer.protocol.proof_requirement import (
     ProofParams,
     ProofRequirementReason,
     claim_sample,
     claimed_upokt,
     proof_requirement,
 )
-from relayminer.protocol import (
+from relayminer.protocol.relay_difficulty import difficulty_multiplier
+from relayminer.protocol.windows import (
     SharedParams,
     claim_window_close_height,
     claim_window_open_height,
@@ -42,24 +41,25 @@ from relayminer.protocol import (
     session_start_height,
     settlement_height,
 )
-from relayminer.relay_difficulty import difficulty_multiplier
-from relayminer.relays import MinedRelayMessage
-from relayminer.session_store import RedisSessionStore, SessionStore, SessionStoreConfig
-from relayminer.sessions import SessionSnapshot, SessionState
-from relayminer.smst import (
-    SMSTError,
-    SMSTNodeCorruptError,
-    SMSTNodeMissingError,
-    SparseMerkleSumTrie,
-)
-from relayminer.smst_proof import (
+from relayminer.runtime.leases import Fence
+from relayminer.sessions.coordinator import SessionCoordinator
+from relayminer.sessions.dedup import Deduplicator, DeduplicatorConfig, RedisDeduplicator
+from relayminer.sessions.model import SessionSnapshot, SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStore, SessionStoreConfig
+from relayminer.smst.mapstore import MapStore, MemoryMapStore
+from relayminer.smst.proof import (
     ClosestProof,
     CompactClosestProof,
     proof_path,
     verify_closest_proof,
     verify_compact_closest_proof,
 )
-from relayminer.worker import RelayWorker, WorkerConfig
+from relayminer.smst.trie import (
+    SMSTError,
+    SMSTNodeCorruptError,
+    SMSTNodeMissingError,
+    SparseMerkleSumTrie,
+)
 
 __all__ = [
     "ClosedError",

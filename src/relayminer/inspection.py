@@ -24,10 +24,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relayminer.consumer import StreamConsumer
 from relayminer.keys import KeyBuilder
-from relayminer.session_store import RedisSessionStore, SessionStoreConfig
-from relayminer.smst_nodes import digest_count, digest_sum
+from relayminer.pipeline.consumer import StreamConsumer
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from relayminer.smst.nodes import digest_count, digest_sum
 
 __all__ = [
     "SessionRow",

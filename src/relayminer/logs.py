@@ -2,7 +2,8 @@
 
 Call sites log with ``extra={...}``; every extra field is rendered, so log lines stay greppable:
 
-    2026-11-24T07:00:00.123Z WARNING relayminer.worker dead-lettered entry supplier=p1 reason="..."
+    2026-11-24T07:00:00.123Z WARNING relayminer.pipeline.worker dead-lettered entry supplier=p1
+    reason="..."
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from relayminer import (
     SessionTerminalError,
     StoreError,
 )
-from relayminer.sessions import TERMINAL_STATES, encode_legacy_json
+from relayminer.sessions.model import TERMINAL_STATES, encode_legacy_json
 from tests.conftest import RedisBackend
 from tests.helpers import release_together
 

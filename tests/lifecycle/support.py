@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from relayminer.chain import Chain, ChainUnavailableError, Msg, SessionHeader, TxResult
-from relayminer.lifecycle import LifecycleConfig, LifecycleManager, PassReport
-from relayminer.proof_requirement import ProofParams
-from relayminer.protocol import SharedParams
-from relayminer.publisher import RelayPublisher
-from relayminer.relay_builder import build_relay, jsonrpc_request, mined_relay_message
-from relayminer.session_store import RedisSessionStore, SessionStoreConfig
-from relayminer.sessions import SessionSnapshot
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_config import ServiceConfig, SimChainConfig
-from relayminer.worker import RelayWorker, WorkerConfig
+from relayminer.chain.base import Chain, ChainUnavailableError, Msg, SessionHeader, TxResult
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
+from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mined_relay_message
+from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager, PassReport
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.protocol.proof_requirement import ProofParams
+from relayminer.protocol.windows import SharedParams
+from relayminer.sessions.model import SessionSnapshot
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 
 PARAMS = SharedParams(
     num_blocks_per_session=4,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from relayminer.lifecycle import LifecycleConfig, LifecycleManager, PassReport
-from relayminer.session_store import RedisSessionStore, SessionStoreConfig
-from relayminer.sessions import SessionState
+from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager, PassReport
+from relayminer.sessions.model import SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import NEVER, SUP1, FlakyChain, World, chain_config
 

@@ -6,10 +6,10 @@ Timeline (see support.py): session 1 = blocks 1..4; claim window 6..10 (claim at
 
 from __future__ import annotations
 
-from relayminer.lifecycle import LifecycleConfig
-from relayminer.session_store import RedisSessionStore, SessionStoreConfig
-from relayminer.sessions import SessionState
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.lifecycle.manager import LifecycleConfig
+from relayminer.sessions.model import SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import (
     APP,

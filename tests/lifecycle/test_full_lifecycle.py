@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relayminer.proof_requirement import ProofParams
-from relayminer.sessions import SessionState
+from relayminer.protocol.proof_requirement import ProofParams
+from relayminer.sessions.model import SessionState
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import (
     APP,

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relayminer.lifecycle import LifecycleConfig, LifecycleManager, PassReport
-from relayminer.lifecycle_rules import Action, Windows, next_action
-from relayminer.protocol import SharedParams
-from relayminer.rebroadcast import CLAIM, PROOF, RebroadcastEntry, RebroadcastStore
-from relayminer.sessions import SessionState as S
+from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager, PassReport
+from relayminer.lifecycle.rebroadcast import CLAIM, PROOF, RebroadcastEntry, RebroadcastStore
+from relayminer.lifecycle.rules import Action, Windows, next_action
+from relayminer.protocol.windows import SharedParams
+from relayminer.sessions.model import SessionState as S
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import PARAMS, SUP1, World
 

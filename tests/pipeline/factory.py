@@ -6,8 +6,8 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from relayminer.relays import MinedRelayMessage
-from relayminer.smst import SparseMerkleSumTrie
+from relayminer.pipeline.relays import MinedRelayMessage
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 
 @dataclass
@@ -79,7 +79,7 @@ def workload(
 def reachable_nodes(nodes: dict[bytes, bytes], root: bytes) -> dict[bytes, bytes]:
     """The nodes reachable from ``root`` (each parsed and checked against its digest); raises
     if one is missing."""
-    from relayminer.smst_nodes import PLACEHOLDER, ParsedExtension, ParsedInner, parse_node
+    from relayminer.smst.nodes import PLACEHOLDER, ParsedExtension, ParsedInner, parse_node
 
     seen: dict[bytes, bytes] = {}
     todo = [root]
@@ -100,7 +100,7 @@ def reachable_nodes(nodes: dict[bytes, bytes], root: bytes) -> dict[bytes, bytes
 def assert_complete_tree(nodes: dict[bytes, bytes], root: bytes, expected: Expected) -> None:
     """``nodes`` hold exactly the tree of ``root`` (no missing node, no orphan left over) and
     that tree holds exactly the expected leaves (its root equals the expected trie's)."""
-    from relayminer.mapstore import MemoryMapStore
+    from relayminer.smst.mapstore import MemoryMapStore
 
     assert root == expected.trie.root()
     assert reachable_nodes(nodes, root) == nodes

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from relayminer.consumer import StreamConsumer
-from relayminer.publisher import RelayPublisher
-from relayminer.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.pipeline.consumer import StreamConsumer
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import relay_message, workload
 
@@ -158,7 +158,7 @@ async def test_run_backs_off_while_redis_is_down(
 ) -> None:
     from prometheus_client import REGISTRY
 
-    from relayminer import worker as worker_module
+    from relayminer.pipeline import worker as worker_module
 
     stop = asyncio.Event()
     backing_off = asyncio.Event()
@@ -208,7 +208,7 @@ async def test_missing_stream_introspection(backend: RedisBackend) -> None:
 
 async def test_publisher_validates_before_sending(backend: RedisBackend) -> None:
     from relayminer.errors import ClosedError
-    from relayminer.relays import MinedRelayMessage
+    from relayminer.pipeline.relays import MinedRelayMessage
 
     pub = RelayPublisher(backend.broken_client())  # nothing may reach Redis
     good = MinedRelayMessage(session_id="s", session_end_height=5, supplier_operator_address=SUP)

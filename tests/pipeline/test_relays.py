@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from relayminer.relays import MinedRelayMessage, Rejection, Relay, parse_entry
+from relayminer.pipeline.relays import MinedRelayMessage, Rejection, Relay, parse_entry
 
 
 def full_message(**overrides: object) -> MinedRelayMessage:

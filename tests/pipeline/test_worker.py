@@ -9,12 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from relayminer import RedisSessionStore, SessionState, SessionStoreConfig
-from relayminer.consumer import StreamConsumer
-from relayminer.publisher import RelayPublisher
-from relayminer.relays import MinedRelayMessage
-from relayminer.sessions import SessionSnapshot, encode_legacy_json
-from relayminer.smst_redis import RedisSMSTStore
-from relayminer.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.pipeline.consumer import StreamConsumer
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.pipeline.relays import MinedRelayMessage
+from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.sessions.model import SessionSnapshot, encode_legacy_json
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import Expected, assert_complete_tree, relay_message, workload
 

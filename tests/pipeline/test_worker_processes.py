@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from relayminer.embedded import start_server
-from relayminer.relays import MinedRelayMessage
-from relayminer.sessions import decode_hash
+from relayminer.pipeline.relays import MinedRelayMessage
+from relayminer.runtime.embedded import start_server
+from relayminer.sessions.model import decode_hash
 from tests.conftest import RealServer
 from tests.pipeline.factory import Expected, assert_complete_tree, workload
 

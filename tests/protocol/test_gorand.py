@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relayminer._rng_cooked import RNG_COOKED, RNG_LEN
 from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
-from relayminer.gorand import (
+from relayminer.protocol._rng_cooked import RNG_COOKED, RNG_LEN
+from relayminer.protocol.gorand import (
     GoRand,
     _seedrand,
     go_uvarint,

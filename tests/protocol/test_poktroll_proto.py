@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relayminer.proof_requirement import build_claim, encode_claim
 from relayminer.proto import mined_relay_pb2, poktroll_pb2
+from relayminer.protocol.proof_requirement import build_claim, encode_claim
 
 HEADER = poktroll_pb2.SessionHeader(
     application_address="pokt1app",

@@ -9,8 +9,9 @@ from fractions import Fraction
 import pytest
 
 from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
-from relayminer.gorand import go_varint_n
-from relayminer.proof_requirement import (
+from relayminer.proto import poktroll_pb2
+from relayminer.protocol.gorand import go_varint_n
+from relayminer.protocol.proof_requirement import (
     SMST_ROOT_SIZE,
     ClaimRoot,
     ProofParams,
@@ -30,9 +31,8 @@ from relayminer.proof_requirement import (
     root_count,
     root_sum,
 )
-from relayminer.proto import poktroll_pb2
-from relayminer.protocol import SharedParams
-from relayminer.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
+from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
+from relayminer.protocol.windows import SharedParams
 
 VECTOR_ROOT = b"\x11" * 32 + (100).to_bytes(8, "big") + (10).to_bytes(8, "big")
 VECTOR_CLAIM_PREFIX = bytes.fromhex(

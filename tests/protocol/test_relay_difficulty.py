@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relayminer.errors import InvalidProtocolArgumentError
-from relayminer.relay_difficulty import (
+from relayminer.protocol.relay_difficulty import (
     BASE_RELAY_DIFFICULTY_TARGET_HASH,
     difficulty_multiplier,
     is_relay_volume_applicable,

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
-from relayminer.gorand import seeded_int63
-from relayminer.protocol import (
+from relayminer.protocol.gorand import seeded_int63
+from relayminer.protocol.windows import (
     SharedParams,
     claim_window_close_height,
     claim_window_open_height,

@@ -37,7 +37,7 @@ from relayminer.demo import (
     with_live_display,
 )
 from relayminer.keys import KeyBuilder
-from relayminer.miner import open_chain
+from relayminer.runtime.miner import open_chain
 from tests.conftest import RealServer, RedisBackend
 
 CONTRACT = (
@@ -247,7 +247,7 @@ def test_demo_cli_fails_when_sessions_fail(real_server: RealServer) -> None:
 
 
 def test_demo_cli_reports_an_unreachable_server() -> None:
-    from relayminer.embedded import free_loopback_port
+    from relayminer.runtime.embedded import free_loopback_port
 
     url = f"redis://127.0.0.1:{free_loopback_port()}/0"
     result = CliRunner().invoke(main, ["demo", "--json", "--redis-url", url])

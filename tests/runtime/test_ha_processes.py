@@ -22,13 +22,13 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mined_relay_message
 from relayminer.config import parse_config
-from relayminer.embedded import free_loopback_port
-from relayminer.publisher import RelayPublisher
-from relayminer.relay_builder import build_relay, jsonrpc_request, mined_relay_message
-from relayminer.sessions import SessionState, decode_hash
-from relayminer.simchain import SimulatedChain
-from relayminer.smst_nodes import digest_count, digest_sum
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.runtime.embedded import free_loopback_port
+from relayminer.sessions.model import SessionState, decode_hash
+from relayminer.smst.nodes import digest_count, digest_sum
 from tests.conftest import RealServer
 
 pytestmark = pytest.mark.slow

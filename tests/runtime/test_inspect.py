@@ -27,7 +27,7 @@ from relayminer.inspection import (
     rows_as_dict,
 )
 from relayminer.keys import KeyBuilder, Namespace
-from relayminer.smst_nodes import digest_count, digest_sum
+from relayminer.smst.nodes import digest_count, digest_sum
 from tests.conftest import RealServer, RedisBackend
 from tests.lifecycle.support import APP2, SUP1, SUP2, SVC2, World
 
@@ -238,7 +238,7 @@ def test_cli_on_an_empty_namespace(populated_url: tuple[str, Populated]) -> None
 
 
 def test_cli_reports_an_unreachable_server() -> None:
-    from relayminer.embedded import free_loopback_port
+    from relayminer.runtime.embedded import free_loopback_port
 
     url = f"redis://127.0.0.1:{free_loopback_port()}/0"
     result = CliRunner().invoke(main, ["inspect", "sessions", "--redis-url", url])

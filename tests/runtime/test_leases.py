@@ -8,11 +8,11 @@ import time
 import pytest
 
 from relayminer.errors import LeaseLostError
-from relayminer.leases import Fence, SupplierLeases
-from relayminer.lifecycle import LifecycleManager
-from relayminer.publisher import RelayPublisher
-from relayminer.smst_redis import RedisSMSTStore
-from relayminer.worker import RelayWorker, WorkerConfig
+from relayminer.lifecycle.manager import LifecycleManager
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.leases import Fence, SupplierLeases
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import World
 from tests.pipeline.factory import workload

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
+from relayminer.chain.sim.loadgen import LoadGenerator, relay_request
 from relayminer.keys import KeyBuilder
-from relayminer.loadgen import LoadGenerator, relay_request
+from relayminer.pipeline.relays import MinedRelayMessage
 from relayminer.proto.poktroll_pb2 import Relay
-from relayminer.protocol import SharedParams
-from relayminer.relays import MinedRelayMessage
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_config import ServiceConfig, SimChainConfig
+from relayminer.protocol.windows import SharedParams
 from tests.conftest import RedisBackend
 
 SUP1, SUP2, OTHER = "pokt1lgsup1", "pokt1lgsup2", "pokt1lgother"

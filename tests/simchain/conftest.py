@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_config import SimChainConfig
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import SimChainConfig
 from tests.conftest import RedisBackend
 from tests.simchain.support import make_config
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relayminer.chain import MsgCreateClaim, MsgSubmitProof, SessionHeader
-from relayminer.proof_requirement import ProofParams
-from relayminer.protocol import SharedParams
-from relayminer.relay_builder import build_relay, jsonrpc_request
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_config import ServiceConfig, SimChainConfig
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_proof import proof_path
+from relayminer.chain.base import MsgCreateClaim, MsgSubmitProof, SessionHeader
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
+from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request
+from relayminer.protocol.proof_requirement import ProofParams
+from relayminer.protocol.windows import SharedParams
+from relayminer.smst.proof import proof_path
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 PARAMS = SharedParams(
     num_blocks_per_session=4,
@@ -103,7 +103,7 @@ def build_tree(
     relay_supplier: str | None = None,
     first_nonce: int = 0,
 ) -> Tree:
-    """An SMST of ``n`` relays built with :mod:`relayminer.relay_builder`."""
+    """An SMST of ``n`` relays built with :mod:`relayminer.chain.sim.relay_builder`."""
     trie = SparseMerkleSumTrie()
     relays = []
     for i in range(first_nonce, first_nonce + n):

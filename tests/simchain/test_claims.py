@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 
-from relayminer.chain import Chain, SessionHeader
+from relayminer.chain.base import Chain, SessionHeader
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.errors import SimSessionError, UnknownServiceError
+from relayminer.chain.sim.state import encode_tx
 from relayminer.proto import poktroll_pb2
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_errors import SimSessionError, UnknownServiceError
-from relayminer.simchain_state import encode_tx
 from tests.simchain.conftest import ChainFactory
 from tests.simchain.support import (
     APP,

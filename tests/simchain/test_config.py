@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig, TokenomicsConfig
+from relayminer.chain.sim.errors import SimChainConfigError
 from relayminer.errors import RelayMinerError
-from relayminer.simchain_config import ServiceConfig, SimChainConfig, TokenomicsConfig
-from relayminer.simchain_errors import SimChainConfigError
 from tests.simchain.support import make_config
 
 SVC = {"svc": ServiceConfig()}

@@ -8,15 +8,15 @@ import math
 
 import pytest
 
-from relayminer.chain import SessionHeader
-from relayminer.proof_requirement import ProofParams, claimed_upokt, proof_requirement
+from relayminer.chain.base import SessionHeader
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import DEFAULT_STAKE_UPOKT
+from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mine_relay
+from relayminer.chain.sim.rules import distribute
 from relayminer.proto import poktroll_pb2
-from relayminer.relay_builder import build_relay, jsonrpc_request, mine_relay
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_config import DEFAULT_STAKE_UPOKT
-from relayminer.simchain_rules import distribute
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_proof import proof_path
+from relayminer.protocol.proof_requirement import ProofParams, claimed_upokt, proof_requirement
+from relayminer.smst.proof import proof_path
+from relayminer.smst.trie import SparseMerkleSumTrie
 from tests.simchain.conftest import ChainFactory
 from tests.simchain.support import (
     ALWAYS,

@@ -6,16 +6,16 @@ import hashlib
 
 import pytest
 
-from relayminer.proto.poktroll_pb2 import Relay, SessionHeader
-from relayminer.relay_builder import (
+from relayminer.chain.sim.relay_builder import (
     RelayMiningError,
     build_relay,
     jsonrpc_request,
     mine_relay,
     mined_relay_message,
 )
-from relayminer.relays import Relay as ParsedRelay
-from relayminer.relays import parse_entry
+from relayminer.pipeline.relays import Relay as ParsedRelay
+from relayminer.pipeline.relays import parse_entry
+from relayminer.proto.poktroll_pb2 import Relay, SessionHeader
 
 HEADER = SessionHeader(
     application_address="pokt1app",

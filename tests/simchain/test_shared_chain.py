@@ -8,16 +8,16 @@ import json
 
 import pytest
 
-from relayminer.chain import ChainUnavailableError
-from relayminer.keys import KeyBuilder, Namespace
-from relayminer.simchain import SimulatedChain
-from relayminer.simchain_errors import (
+from relayminer.chain.base import ChainUnavailableError
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.errors import (
     BlockProducerBusyError,
     SimChainConfigMismatchError,
     SimChainNotInitialisedError,
     UnknownBlockError,
 )
-from relayminer.simchain_state import as_bytes
+from relayminer.chain.sim.state import as_bytes
+from relayminer.keys import KeyBuilder, Namespace
 from tests.conftest import RedisBackend
 from tests.simchain.conftest import ChainFactory
 from tests.simchain.support import (

@@ -1,1 +1,1 @@
-"""Tests of the Sparse Merkle Sum Trie (relayminer.smst*, relayminer.gob)."""
+"""Tests of the Sparse Merkle Sum Trie (relayminer.smst.trie*, relayminer.smst.gob)."""

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from relayminer.mapstore import MapStore, MemoryMapStore
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_nodes import PLACEHOLDER, leaf_payload
+from relayminer.smst.mapstore import MapStore, MemoryMapStore
+from relayminer.smst.nodes import PLACEHOLDER, leaf_payload
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 # A verbatim copy of shared/vectors/smst_vectors.json (Go smt v0.14.1 output), so the suite
 # runs from the repository alone; test_vectors_file_is_the_go_output pins its SHA-256.
@@ -46,7 +46,7 @@ def store_dict(store: MapStore) -> dict[bytes, bytes]:
 
 
 def leaves_of(triples: Iterable[tuple[bytes, bytes, int]]) -> list[tuple[bytes, bytes]]:
-    """(path, payload) pairs for :func:`relayminer.smst_nodes.calc_root` from (key, value,
+    """(path, payload) pairs for :func:`relayminer.smst.nodes.calc_root` from (key, value,
     weight) triples; a later triple with the same key replaces an earlier one."""
     by_key: dict[bytes, tuple[bytes, int]] = {}
     for key, value, weight in triples:

@@ -9,17 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayminer.errors import RelayMinerError
-from relayminer.mapstore import BatchMapStore, MapStore, MemoryMapStore
-from relayminer.smst import (
-    SMSTError,
-    SMSTInvalidArgumentError,
-    SMSTKeyNotFoundError,
-    SMSTNodeCorruptError,
-    SMSTNodeMissingError,
-    SMSTUnsupportedShapeError,
-    SparseMerkleSumTrie,
-)
-from relayminer.smst_nodes import (
+from relayminer.smst.mapstore import BatchMapStore, MapStore, MemoryMapStore
+from relayminer.smst.nodes import (
     PLACEHOLDER,
     encode_extension,
     encode_inner,
@@ -29,6 +20,15 @@ from relayminer.smst_nodes import (
     leaf_digest,
     leaf_payload,
     parse_node,
+)
+from relayminer.smst.trie import (
+    SMSTError,
+    SMSTInvalidArgumentError,
+    SMSTKeyNotFoundError,
+    SMSTNodeCorruptError,
+    SMSTNodeMissingError,
+    SMSTUnsupportedShapeError,
+    SparseMerkleSumTrie,
 )
 
 from .support import build, reachable, sha, store_dict

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayminer.errors import RelayMinerError
-from relayminer.gob import (
+from relayminer.smst.gob import (
     PREFIX,
     GobCompactClosestProof,
     GobCompactMerkleProof,
@@ -19,7 +19,7 @@ from relayminer.gob import (
     encode_int,
     encode_uint,
 )
-from relayminer.smst_proof import (
+from relayminer.smst.proof import (
     ClosestProof,
     CompactClosestProof,
     CompactMerkleProof,

@@ -7,21 +7,25 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relayminer.mapstore import MemoryMapStore
-from relayminer.smst import SMSTKeyNotFoundError, SMSTUnsupportedShapeError, SparseMerkleSumTrie
-from relayminer.smst_nodes import (
+from relayminer.smst.mapstore import MemoryMapStore
+from relayminer.smst.nodes import (
     PLACEHOLDER,
     calc_root,
     extension_digest,
     inner_digest,
     leaf_payload,
 )
-from relayminer.smst_proof import (
+from relayminer.smst.proof import (
     ClosestProof,
     CompactClosestProof,
     MerkleProof,
     verify_closest_proof,
     verify_compact_closest_proof,
+)
+from relayminer.smst.trie import (
+    SMSTKeyNotFoundError,
+    SMSTUnsupportedShapeError,
+    SparseMerkleSumTrie,
 )
 
 from .support import build, leaves_of, reachable, sha, store_dict

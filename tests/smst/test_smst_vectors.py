@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from relayminer.errors import RelayMinerError
-from relayminer.smst import SMSTKeyNotFoundError, SparseMerkleSumTrie
-from relayminer.smst_nodes import (
+from relayminer.smst.nodes import (
     PLACEHOLDER,
     ParsedExtension,
     ParsedInner,
@@ -16,13 +15,14 @@ from relayminer.smst_nodes import (
     calc_root,
     parse_node,
 )
-from relayminer.smst_proof import (
+from relayminer.smst.proof import (
     ClosestProof,
     CompactClosestProof,
     proof_path,
     verify_closest_proof,
     verify_compact_closest_proof,
 )
+from relayminer.smst.trie import SMSTKeyNotFoundError, SparseMerkleSumTrie
 
 from .support import (
     SHARED_VECTORS,

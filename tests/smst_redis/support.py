@@ -9,10 +9,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from relayminer.mapstore import MemoryMapStore
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_nodes import leaf_payload
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.smst.mapstore import MemoryMapStore
+from relayminer.smst.nodes import leaf_payload
+from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.trie import SparseMerkleSumTrie
 
 Leaf = tuple[bytes, bytes, int]
 
@@ -56,7 +56,7 @@ def memory_nodes(trie: SparseMerkleSumTrie) -> dict[bytes, bytes]:
 
 
 def canonical_leaves(leaves: Iterable[Leaf]) -> list[tuple[bytes, bytes]]:
-    """``(path, payload)`` pairs for :func:`relayminer.smst_nodes.calc_root`."""
+    """``(path, payload)`` pairs for :func:`relayminer.smst.nodes.calc_root`."""
     return [(hashlib.sha256(k).digest(), leaf_payload(v, w)) for k, v, w in leaves]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from relayminer.smst_nodes import calc_root
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.smst.nodes import calc_root
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import reachable_nodes
 from tests.smst_redis.support import (

@@ -8,13 +8,13 @@ import random
 import pytest
 from redis.exceptions import ResponseError
 
-from relayminer.smst_nodes import (
+from relayminer.smst.nodes import (
     SMSTInvalidArgumentError,
     SMSTNodeCorruptError,
     SMSTNodeMissingError,
     parse_node,
 )
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.smst_redis.support import (
     SUPPLIER,

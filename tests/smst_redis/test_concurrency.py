@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from relayminer.mapstore import MemoryMapStore
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_nodes import calc_root
-from relayminer.smst_redis import RedisSMSTStore
+from relayminer.smst.mapstore import MemoryMapStore
+from relayminer.smst.nodes import calc_root
+from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.trie import SparseMerkleSumTrie
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import reachable_nodes
 from tests.smst_redis.support import (

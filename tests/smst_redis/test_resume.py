@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from relayminer.smst_redis import EMPTY_ROOT, RedisSMSTStore, SMSTNotSealedError
+from relayminer.smst.redis_store import EMPTY_ROOT, RedisSMSTStore, SMSTNotSealedError
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import reachable_nodes
 from tests.smst_redis.support import (

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from relayminer.errors import LeaseLostError
-from relayminer.leases import Fence
-from relayminer.smst import SparseMerkleSumTrie
-from relayminer.smst_nodes import digest_count, digest_sum
-from relayminer.smst_proof import CompactClosestProof, verify_closest_proof
-from relayminer.smst_redis import EMPTY_ROOT, RedisSMSTStore, SMSTNotSealedError
+from relayminer.runtime.leases import Fence
+from relayminer.smst.nodes import digest_count, digest_sum
+from relayminer.smst.proof import CompactClosestProof, verify_closest_proof
+from relayminer.smst.redis_store import EMPTY_ROOT, RedisSMSTStore, SMSTNotSealedError
+from relayminer.smst.trie import SparseMerkleSumTrie
 from tests.conftest import RedisBackend
 from tests.smst_redis.support import (
     SUPPLIER,

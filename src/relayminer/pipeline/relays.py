@@ -1,0 +1,111 @@
+"""The relay wire format and its validation (pure, no I/O).
+
+Relayers publish each mined relay as a protobuf ``pocket.ha.MinedRelayMessage`` in field ``data``
+of an entry of stream ``ha:relays:{supplier}`` (spec/miner_core.md §5.1). ``parse_entry`` turns a
+stream entry into a :class:`Relay` or a :class:`Rejection` naming why the entry cannot be mined;
+a rejected entry goes to the dead-letter stream with that reason, never silently away.
+
+>>> m = MinedRelayMessage(relay_bytes=b"req+res", compute_units_per_relay=42, service_id="svc",
+...                       session_id="s1", session_end_height=10)
+>>> relay = parse_entry(b"1-0", {b"data": m.SerializeToString()})
+>>> relay.relay_hash == hashlib.sha256(b"req+res").digest(), relay.hash_repaired
+(True, True)
+>>> parse_entry(b"2-0", {b"payload": b"x"}).reason
+"message missing 'data' field"
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from relayminer.proto.mined_relay_pb2 import MinedRelayMessage
+from relayminer.sessions.model import MAX_INT64
+
+__all__ = ["MinedRelayMessage", "Rejection", "Relay", "parse_entry"]
+
+DATA_FIELD = b"data"
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A validated relay, ready for the SMST and the counters."""
+
+    entry_id: bytes
+    relay_hash: bytes  # 32-byte SMST key and dedup member
+    relay_bytes: bytes  # SMST value
+    compute_units: int  # SMST weight, added to total_compute_units
+    session_id: str
+    session_start_height: int
+    session_end_height: int
+    supplier_operator_address: str
+    service_id: str
+    application_address: str
+    published_at_unix_nano: int
+    hash_repaired: bool  # the publisher sent no hash: sha256(relay_bytes) was used
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A stream entry that cannot be mined, and why."""
+
+    entry_id: bytes
+    reason: str
+    data: bytes | None  # the raw payload, kept for the dead-letter stream
+
+
+def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay | Rejection:
+    """Validate one stream entry. Never raises for bad input: returns a :class:`Rejection`."""
+    if fields is None:
+        return Rejection(entry_id, "entry deleted from the stream", None)
+    data = fields.get(DATA_FIELD)
+    if data is None:
+        return Rejection(entry_id, "message missing 'data' field", None)
+    try:
+        msg = MinedRelayMessage.FromString(data)
+    except DecodeError as err:
+        return Rejection(entry_id, f"failed to unmarshal message: {err}", data)
+    if not msg.session_id:
+        return Rejection(entry_id, "session_id is required", data)
+    if not msg.relay_bytes:
+        return Rejection(entry_id, "relay_bytes is empty", data)
+    if not msg.service_id:  # the session could not be created, nor ever claimed
+        return Rejection(entry_id, "service_id is required", data)
+    if msg.session_end_height <= 0:
+        return Rejection(
+            entry_id, f"session_end_height must be > 0 (got {msg.session_end_height})", data
+        )
+    if msg.session_start_height < 0 or msg.session_start_height > msg.session_end_height:
+        return Rejection(
+            entry_id,
+            f"session_start_height {msg.session_start_height} outside [0, session_end_height]",
+            data,
+        )
+    if msg.compute_units_per_relay > MAX_INT64:
+        return Rejection(
+            entry_id, f"compute_units_per_relay {msg.compute_units_per_relay} exceeds 2^63-1", data
+        )
+    relay_hash = msg.relay_hash
+    repaired = False
+    if not relay_hash:
+        relay_hash = hashlib.sha256(msg.relay_bytes).digest()
+        repaired = True
+    elif len(relay_hash) != 32:
+        return Rejection(entry_id, f"relay_hash must be 32 bytes (got {len(relay_hash)})", data)
+    return Relay(
+        entry_id=entry_id,
+        relay_hash=relay_hash,
+        relay_bytes=msg.relay_bytes,
+        compute_units=msg.compute_units_per_relay,
+        session_id=msg.session_id,
+        session_start_height=msg.session_start_height,
+        session_end_height=msg.session_end_height,
+        supplier_operator_address=msg.supplier_operator_address,
+        service_id=msg.service_id,
+        application_address=msg.application_address,
+        published_at_unix_nano=msg.published_at_unix_nano,
+        hash_repaired=repaired,
+    )

@@ -1,0 +1,1 @@
+"""The replica runtime: the Miner, supplier leases, Redis connections, the embedded server."""

@@ -1,0 +1,218 @@
+"""The miner process: leases, one pipeline per owned supplier, the chain, metrics.
+
+``Miner.run`` is what ``relayminer run`` (and the demo) executes:
+
+- it registers the replica and keeps supplier leases (:mod:`relayminer.runtime.leases`);
+- for every supplier it owns it runs a :class:`SupplierPipeline`: a
+  :class:`~relayminer.pipeline.worker.RelayWorker` (stream -> SMST + counters) and a
+  :class:`~relayminer.lifecycle.manager.LifecycleManager` (claims and proofs), both fenced by the
+  lease;
+- a pipeline whose lease is lost is stopped before the lease can move; a task that crashes is
+  restarted with backoff;
+- with ``chain.produce_blocks`` the replica also competes to produce the simulated chain's
+  blocks (one producer at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from relayminer.chain.base import Chain
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.config import MinerConfig
+from relayminer.errors import LeaseLostError
+from relayminer.keys import KeyBuilder
+from relayminer.lifecycle.manager import LifecycleManager, PassReport
+from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.runtime.aio import wait_or_stop
+from relayminer.runtime.gcpolicy import run_gc_freezer
+from relayminer.runtime.leases import Fence, SupplierLeases
+
+log = logging.getLogger(__name__)
+
+
+def default_instance_id() -> str:
+    return f"miner-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class MinerHooks:
+    """Optional observers (the demo's progress display, tests)."""
+
+    on_batch: Callable[[str, BatchResult], Awaitable[None] | None] | None = None
+    on_pass: Callable[[str, PassReport], Awaitable[None] | None] | None = None
+
+
+@dataclass
+class SupplierPipeline:
+    """The relay worker and the lifecycle of one owned supplier."""
+
+    supplier: str
+    worker: RelayWorker
+    lifecycle: LifecycleManager
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(
+                self._supervise("worker", self.worker.run), name=f"w-{self.supplier}"
+            ),
+            asyncio.create_task(
+                self._supervise("lifecycle", self.lifecycle.run), name=f"l-{self.supplier}"
+            ),
+        ]
+
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            try:
+                await run(self.stop_event)
+                return
+            except LeaseLostError as err:
+                log.warning(
+                    "fenced out: lease lost",
+                    extra={"supplier": self.supplier, "task": name, "error": str(err)},
+                )
+                self.stop_event.set()  # the lease round will notice and clean up
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "pipeline task crashed, restarting",
+                    extra={"supplier": self.supplier, "task": name},
+                )
+                if await wait_or_stop(self.stop_event, backoff):
+                    return
+                backoff = min(backoff * 2, 30.0)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop both tasks: the batch or pass in hand may finish within ``grace_seconds``."""
+        self.stop_event.set()
+        if not self.tasks:
+            return
+        _done, pending = await asyncio.wait(self.tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+class Miner:
+    """One miner replica."""
+
+    def __init__(
+        self,
+        config: MinerConfig,
+        redis: Redis,
+        chain: Chain,
+        *,
+        hooks: MinerHooks | None = None,
+    ) -> None:
+        self.config = config
+        self.redis = redis
+        self.chain = chain
+        self.keys = KeyBuilder(config.redis.namespace)
+        self.instance_id = config.instance_id or default_instance_id()
+        self.hooks = hooks or MinerHooks()
+        self.pipelines: dict[str, SupplierPipeline] = {}
+        self.leases = SupplierLeases(
+            redis,
+            self.instance_id,
+            config.suppliers,
+            keys=self.keys,
+            ttl_seconds=config.leases.ttl_seconds,
+            renew_seconds=config.leases.renew_seconds,
+            on_acquired=self._start_pipeline,
+            on_lost=self._stop_pipeline,
+        )
+
+    def _pipeline(self, supplier: str, fence: Fence) -> SupplierPipeline:
+        c = self.config
+        hooks = self.hooks
+        on_batch = None
+        if hooks.on_batch is not None:
+            batch_hook = hooks.on_batch
+
+            def on_batch(result: BatchResult) -> Awaitable[None] | None:
+                return batch_hook(supplier, result)
+
+        on_pass = None
+        if hooks.on_pass is not None:
+            pass_hook = hooks.on_pass
+
+            def on_pass(report: PassReport) -> Awaitable[None] | None:
+                return pass_hook(supplier, report)
+
+        worker = RelayWorker(
+            self.redis,
+            supplier,
+            WorkerConfig(
+                batch_size=c.worker.batch_size,
+                block_ms=c.worker.block_ms,
+                claim_idle_ms=c.worker.claim_idle_ms,
+                max_retries=c.worker.max_retries,
+                consumer_name=self.instance_id,
+                namespace=self.keys.ns,
+                session_ttl_seconds=c.session_ttl_seconds,
+                dedup_ttl_seconds=c.dedup_ttl_seconds,
+                fence=fence,
+            ),
+            on_batch=on_batch,
+        )
+        lifecycle = LifecycleManager(
+            self.redis,
+            supplier,
+            self.chain,
+            keys=self.keys,
+            config=c.lifecycle.build(),
+            session_ttl_seconds=c.session_ttl_seconds,
+            fence=fence,
+            on_pass=on_pass,
+        )
+        return SupplierPipeline(supplier, worker, lifecycle)
+
+    async def _start_pipeline(self, supplier: str, fence: Fence) -> None:
+        pipeline = self._pipeline(supplier, fence)
+        self.pipelines[supplier] = pipeline
+        pipeline.start()
+        log.info("mining supplier", extra={"supplier": supplier, "instance": self.instance_id})
+
+    async def _stop_pipeline(self, supplier: str) -> None:
+        pipeline = self.pipelines.pop(supplier, None)
+        if pipeline is not None:
+            # Stopped within half a renew interval (then cancelled): a lease dropped at its local
+            # deadline (ttl - renew after the last renewal) is quiet before it can expire.
+            await pipeline.stop(grace_seconds=self.config.leases.renew_seconds / 2)
+            log.info("stopped mining supplier", extra={"supplier": supplier})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop``; then stop every pipeline and release every lease."""
+        tasks = [
+            asyncio.create_task(self.leases.run(stop), name="leases"),
+            asyncio.create_task(run_gc_freezer(stop), name="gc-freezer"),
+        ]
+        if self.config.chain.produce_blocks and isinstance(self.chain, SimulatedChain):
+            tasks.append(asyncio.create_task(self.chain.run(stop), name="chain"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for pipeline in list(self.pipelines.values()):
+                await pipeline.stop()
+            self.pipelines.clear()
+
+
+async def open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> SimulatedChain:
+    """The simulated chain in Redis: created at genesis by the first replica, attached by the
+    others (a different configuration than the stored one is an error)."""
+    chain = SimulatedChain(redis, config.chain.build(config.suppliers), keys=keys)
+    await chain.init()
+    return chain

@@ -1,0 +1,387 @@
+"""Session snapshots in Redis, one store per supplier (spec/miner_core.md §3).
+
+Keys (``P`` = ``key_prefix``, default ``ha:miner:sessions``):
+
+=================================  ====  ===============================================
+``{P}:{supplier}:{session_id}``    HASH  the snapshot
+(:func:`relayminer.sessions.model.encode_hash`)
+``{P}:{supplier}:index``           SET   every session id of the supplier, any state
+``{P}:{supplier}:state:{state}``   SET   ids last known in ``state`` (re-filtered on read)
+=================================  ====  ===============================================
+
+Every write is one Lua script (:mod:`relayminer.sessions.scripts`), so no write is ever half done,
+and
+every write refreshes the TTL of the keys it touches. Differences from the Go store, on purpose:
+
+- ``save`` decides between "existing hash", "legacy JSON" and "new" inside its script, so it is
+  atomic against a concurrent create or increment (Go reads first, outside its MULTI);
+- ``update_settlement_metadata`` and ``update_wal_position`` never create a partial hash for a
+  missing session: :class:`SessionNotFoundError` (API.md fix 5);
+- compute units reach HINCRBY as an exact decimal string; values outside [0, 2^63-1] raise
+  before any counter moves (API.md fix 6);
+- ``delete`` removes the id from every state index, so no stale index entry survives it;
+- the 48-byte root rule applies to legacy JSON too; a session id of ``index`` is rejected (its
+  key would be the supplier index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from relayminer import metrics
+from relayminer.errors import (
+    ClosedError,
+    SessionDecodeError,
+    SessionNotFoundError,
+    SessionTerminalError,
+    StoreError,
+)
+from relayminer.sessions import scripts
+from relayminer.sessions.model import (
+    COUNTER_FIELDS,
+    SessionSnapshot,
+    SessionState,
+    decode_hash,
+    decode_legacy_json,
+    encode_hash,
+    require_compute_units,
+    require_id,
+    stale_optional_fields,
+)
+from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionStoreConfig:
+    supplier_address: str
+    key_prefix: str = "ha:miner:sessions"
+    session_ttl_seconds: int = 7200
+
+    def __post_init__(self) -> None:
+        require_id("supplier_address", self.supplier_address)
+        require_id("key_prefix", self.key_prefix)
+        ttl = self.session_ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int):
+            raise TypeError("SessionStoreConfig.session_ttl_seconds must be an int")
+        if ttl <= 0:
+            raise ValueError(f"SessionStoreConfig.session_ttl_seconds must be > 0, got {ttl}")
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """What the coordinator and the lifecycle need from a session store."""
+
+    async def save(self, snapshot: SessionSnapshot) -> None: ...
+    async def create_if_absent(self, snapshot: SessionSnapshot) -> bool: ...
+    async def get(self, session_id: str) -> SessionSnapshot | None: ...
+    async def get_by_supplier(self) -> list[SessionSnapshot]: ...
+    async def get_by_state(self, state: SessionState) -> list[SessionSnapshot]: ...
+    async def delete(self, session_id: str) -> None: ...
+    async def update_state(self, session_id: str, new_state: SessionState) -> None: ...
+    async def update_settlement_metadata(
+        self, session_id: str, outcome: str, height: int
+    ) -> None: ...
+    async def update_wal_position(self, session_id: str, wal_entry_id: str) -> None: ...
+    async def increment_relay_count(self, session_id: str, compute_units: int) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _session_id(session_id: object) -> str:
+    sid = require_id("session_id", session_id)
+    if sid == "index":
+        raise ValueError("session_id 'index' is reserved: it would collide with the index key")
+    return sid
+
+
+def _coerce_state(state: object) -> SessionState:
+    if isinstance(state, SessionState):
+        return state
+    if not isinstance(state, str):
+        raise TypeError(f"state must be a SessionState, got {type(state).__name__}")
+    try:
+        return SessionState(state)
+    except ValueError:
+        raise ValueError(f"state: unknown session state {state!r}") from None
+
+
+def _flatten(fields: dict[str, bytes]) -> list[bytes | str]:
+    out: list[bytes | str] = []
+    for name, value in fields.items():
+        out += [name, value]
+    return out
+
+
+class RedisSessionStore:
+    """The Redis implementation of :class:`SessionStore` for one supplier."""
+
+    def __init__(self, redis: Redis, config: SessionStoreConfig) -> None:
+        self._redis = redis
+        self.config = config
+        self.supplier = config.supplier_address
+        self._base = f"{config.key_prefix}:{config.supplier_address}"
+        self._ttl = config.session_ttl_seconds
+        self._closed = False
+        self._read = redis.register_script(scripts.READ_SNAPSHOT)
+        self._create = redis.register_script(scripts.CREATE_IF_ABSENT)
+        self._save = redis.register_script(scripts.SAVE_SNAPSHOT)
+        self._update_state = redis.register_script(scripts.UPDATE_STATE)
+        self._update_existing = redis.register_script(scripts.UPDATE_EXISTING)
+        self._increment = redis.register_script(scripts.INCREMENT_RELAY_COUNT)
+
+    # --- keys -------------------------------------------------------------------------------
+    def session_key(self, session_id: str) -> str:
+        return f"{self._base}:{session_id}"
+
+    def index_key(self) -> str:
+        return f"{self._base}:index"
+
+    def state_index_key(self, state: SessionState | str) -> str:
+        return f"{self._base}:state:{state}"
+
+    def _state_index_prefix(self) -> str:
+        return f"{self._base}:state:"
+
+    # --- writes -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("session store is closed")
+
+    @staticmethod
+    def _stamp(snapshot: SessionSnapshot) -> None:
+        # Like the Go store, writes stamp the caller's snapshot.
+        now = utc_now()
+        snapshot.last_updated_at = now
+        if snapshot.created_at is None:
+            snapshot.created_at = now
+
+    async def save(self, snapshot: SessionSnapshot) -> None:
+        """Upsert ``snapshot``. On an existing hash only metadata is written (the counters
+        belong to the increment script) and absent optional fields are deleted."""
+        self._check_open()
+        await self._write(snapshot)
+
+    def _prepare(self, snapshot: SessionSnapshot) -> tuple[str, dict[str, bytes], list[str]]:
+        """Validate and stamp a snapshot to be written: its id, its full hash encoding and the
+        keys every write touches (hash, supplier index, state index)."""
+        if not isinstance(snapshot, SessionSnapshot):
+            raise TypeError(f"snapshot must be a SessionSnapshot, got {type(snapshot).__name__}")
+        snapshot.validate()
+        sid = _session_id(snapshot.session_id)
+        self._stamp(snapshot)
+        keys = [self.session_key(sid), self.index_key(), self.state_index_key(snapshot.state)]
+        return sid, encode_hash(snapshot, with_counters=True), keys
+
+    async def _write(self, snapshot: SessionSnapshot) -> None:
+        sid, full, keys = self._prepare(snapshot)
+        meta = {k: v for k, v in full.items() if k not in COUNTER_FIELDS}
+        counters = {k: full[k] for k in COUNTER_FIELDS}
+        args: list[bytes | str | int] = [
+            self._ttl,
+            sid,
+            snapshot.state.value,
+            self._state_index_prefix(),
+            2 * len(meta),
+            *_flatten(meta),
+            *_flatten(counters),
+            *stale_optional_fields(snapshot),
+        ]
+        await self._run("save session snapshot", self._save, keys, args)
+        metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
+
+    async def create_if_absent(self, snapshot: SessionSnapshot) -> bool:
+        """Create the session unless its key exists (hash or legacy). True only for the one
+        caller that created it; the hash and both index entries are written atomically."""
+        self._check_open()
+        sid, fields, keys = self._prepare(snapshot)
+        created = await self._run(
+            "create-if-absent session snapshot",
+            self._create,
+            keys,
+            [self._ttl, sid, *_flatten(fields)],
+        )
+        if created == 1:
+            metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
+            return True
+        return False
+
+    async def update_state(self, session_id: str, new_state: SessionState) -> None:
+        sid = _session_id(session_id)
+        state = _coerce_state(new_state)
+        now = format_rfc3339nano(utc_now())
+        keys = [self.session_key(sid), self.state_index_key(state)]
+        args = [state.value, now, self._ttl, self._state_index_prefix(), sid]
+        code, _old = await self._run("update session state", self._update_state, keys, args)
+        if code == 1:
+            raise SessionNotFoundError(sid)
+        if code == 2:
+            legacy = await self._read_legacy(sid)
+            legacy.state = state
+            await self._write(legacy)
+
+    async def update_settlement_metadata(self, session_id: str, outcome: str, height: int) -> None:
+        sid = _session_id(session_id)
+        if not isinstance(outcome, str):
+            raise TypeError(f"outcome must be a str, got {type(outcome).__name__}")
+        if isinstance(height, bool) or not isinstance(height, int):
+            raise TypeError(f"height must be an int, got {type(height).__name__}")
+        fields = {
+            "settlement_outcome": outcome.encode(),
+            "settlement_height": str(height).encode(),
+        }
+        await self._update_fields(sid, fields, "update settlement metadata")
+
+    async def update_wal_position(self, session_id: str, wal_entry_id: str) -> None:
+        sid = _session_id(session_id)
+        if not isinstance(wal_entry_id, str):
+            raise TypeError(f"wal_entry_id must be a str, got {type(wal_entry_id).__name__}")
+        await self._update_fields(
+            sid, {"last_wal_entry_id": wal_entry_id.encode()}, "update WAL position"
+        )
+
+    async def _update_fields(self, sid: str, fields: dict[str, bytes], what: str) -> None:
+        fields = {**fields, "last_updated_at": format_rfc3339nano(utc_now()).encode()}
+        args = [self._ttl, *_flatten(fields)]
+        for attempt in (1, 2):
+            code = await self._run(what, self._update_existing, [self.session_key(sid)], args)
+            if code == 0:
+                return
+            if code == 1:
+                raise SessionNotFoundError(sid)
+            if attempt == 1:
+                await self._migrate(sid)
+        raise StoreError(f"failed to {what}: legacy key {sid} still present after migration")
+
+    async def increment_relay_count(self, session_id: str, compute_units: int) -> None:
+        """Count one relay of ``compute_units``: atomic, refused for terminal sessions."""
+        sid = _session_id(session_id)
+        cu = require_compute_units(compute_units)
+        args = [cu, format_rfc3339nano(utc_now()), self._ttl]
+        for attempt in (1, 2):
+            code = await self._run(
+                "increment relay count", self._increment, [self.session_key(sid)], args
+            )
+            if code == 0:
+                return
+            if code == 1:
+                raise SessionNotFoundError(sid)
+            if code == 2:
+                raise SessionTerminalError(sid)
+            if code != 3:
+                raise StoreError(f"unexpected result from increment script: {code!r}")
+            if attempt == 1:
+                await self._migrate(sid)
+        raise StoreError(f"failed to increment relay count: legacy key {sid} still present")
+
+    async def migrate_legacy(self, session_id: str) -> None:
+        """Rewrite a legacy JSON snapshot as a hash (counters kept from the JSON); a no-op when
+        the key is already a hash or gone."""
+        await self._migrate(_session_id(session_id))
+
+    async def _migrate(self, sid: str) -> None:
+        """Rewrite a legacy JSON snapshot as a hash (counters kept from the JSON)."""
+        try:
+            legacy = await self._read_legacy(sid)
+        except SessionNotFoundError:
+            return  # gone meanwhile: the retry reports it
+        await self._write(legacy)
+
+    async def _read_legacy(self, sid: str) -> SessionSnapshot:
+        snapshot = await self.get(sid)
+        if snapshot is None:
+            raise SessionNotFoundError(sid)
+        return snapshot
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the snapshot and remove its id from the supplier index and every state index."""
+        sid = _session_id(session_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.session_key(sid))
+                pipe.srem(self.index_key(), sid)
+                for state in SessionState:
+                    pipe.srem(self.state_index_key(state), sid)
+                await pipe.execute()
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to delete session snapshot {sid}: {err}") from err
+
+    # --- reads ------------------------------------------------------------------------------
+    async def get(self, session_id: str) -> SessionSnapshot | None:
+        """The snapshot, from the hash layout or a legacy JSON string; None when absent.
+        A stored field that does not parse raises :class:`SessionDecodeError` naming it."""
+        sid = _session_id(session_id)
+        reply = await self._run("get session snapshot", self._read, [self.session_key(sid)], [])
+        return self._decode(sid, reply)
+
+    def _decode(self, sid: str, reply: Sequence[Any]) -> SessionSnapshot | None:
+        key = self.session_key(sid)
+        kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if kind == "none":
+            return None
+        if kind == "hash":
+            flat = reply[1]
+            if not flat:
+                return None
+            return decode_hash(key, dict(zip(flat[::2], flat[1::2], strict=True)))
+        if kind == "string":
+            return decode_legacy_json(key, reply[1])
+        raise SessionDecodeError(key, "<key>", f"unexpected redis type for session key: {kind}")
+
+    async def _get_many(self, ids: Sequence[str]) -> list[SessionSnapshot]:
+        if not ids:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in ids:
+                    await self._read(keys=[self.session_key(sid)], args=[], client=pipe)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to read session snapshots: {err}") from err
+        out: list[SessionSnapshot] = []
+        for sid, reply in zip(ids, replies, strict=True):
+            try:
+                snapshot = self._decode(sid, reply)
+            except SessionDecodeError as err:
+                metrics.SESSION_DECODE_ERRORS.labels(supplier=self.supplier).inc()
+                log.warning("skipping undecodable session snapshot", extra={"error": str(err)})
+                continue
+            if snapshot is not None:
+                out.append(snapshot)
+        return out
+
+    async def _members(self, key: str) -> list[str]:
+        try:
+            raw: set[bytes] = await self._redis.smembers(key)  # type: ignore[assignment]
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to get session IDs from {key}: {err}") from err
+        ids = sorted(m.decode() for m in raw)
+        return [sid for sid in ids if sid and sid != "index"]
+
+    async def get_by_supplier(self) -> list[SessionSnapshot]:
+        """Every session of the supplier, whatever its state (sorted by session id)."""
+        return await self._get_many(await self._members(self.index_key()))
+
+    async def get_by_state(self, state: SessionState) -> list[SessionSnapshot]:
+        """Sessions whose *stored* state is ``state`` (the index may be stale: re-filtered)."""
+        wanted = _coerce_state(state)
+        snapshots = await self._get_many(await self._members(self.state_index_key(wanted)))
+        return [s for s in snapshots if s.state is wanted]
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # --- plumbing ---------------------------------------------------------------------------
+    async def _run(
+        self, what: str, script: Callable[..., Any], keys: list[str], args: Sequence[Any]
+    ) -> Any:
+        try:
+            return await script(keys=keys, args=list(args))
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to {what}: {err}") from err
