@@ -16,8 +16,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from redis.exceptions import (
+    BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relayminer import metrics
@@ -42,7 +47,16 @@ INFRASTRUCTURE_REPLIES = (
 
 def is_infrastructure_error(err: BaseException) -> bool:
     """True for errors of the server or the network, not of the data being written."""
-    if isinstance(err, RedisConnectionError | RedisTimeoutError | OSError | asyncio.TimeoutError):
+    if isinstance(
+        err,
+        RedisConnectionError
+        | RedisTimeoutError
+        | OSError
+        | asyncio.TimeoutError
+        | OutOfMemoryError
+        | BusyLoadingError
+        | ReadOnlyError,
+    ):
         return True
     if isinstance(err, ResponseError):
         text = str(err)

@@ -450,7 +450,10 @@ class RelayWorker:
             extra={"supplier": self.supplier, "session_id": sid, "entries": len(ids)},
         )
         self.trees.forget(sid)
-        await self._in_place("record failures", lambda: self.sorter.record_failures(ids, repr(err)))
+        await self._in_place(
+            "record failures",
+            lambda: self.sorter.record_failures(ids, f"{type(err).__name__}: {err}"),
+        )
         return set(ids)
 
     async def _finish(self, staged: _Staged) -> BatchResult:
