@@ -71,9 +71,9 @@ async def test_a_failing_session_never_stops_the_stream_or_the_process(r: Redis)
     rng = random.Random(8)
     bad = [relay_message(rng, SUP, "sess-bad") for _ in range(4)]
     await publish(r, msgs[:150] + bad + msgs[150:])
-    w, stop, task = await running(r, claim_idle_ms=50, max_retries=3)
+    _, stop, task = await running(r, claim_idle_ms=50, max_retries=3)
     try:
-        await until(lambda: _dead_count(r, 4), timeout=15, what="the bad session dead-lettered")
+        await until(lambda: _dead_count(r, 4), deadline_s=15, what="the bad session dead-lettered")
         await until(lambda: drained(r), what="the stream drained")
         assert not task.done()  # the loop never ended
     finally:
@@ -127,13 +127,13 @@ async def test_flushall_mid_run_is_reported_and_counting_resumes(
     before = metric("ha_miner_state_lost_total", supplier=SUP)
     first, _ = workload(10, [SUP], ["sess-a"], 200)
     second, expected = workload(11, [SUP], ["sess-a", "sess-b"], 300)
-    w, stop, task = await running(r, gauges_interval_s=0.2)
+    _, stop, task = await running(r, gauges_interval_s=0.2)
     try:
         await publish(r, first)
         await until(lambda: drained(r), what="the first relays counted")
         assert await counters(r, "sess-a") == (200, sum(m.compute_units_per_relay for m in first))
         await r.flushall()  # Redis lost everything while the miner runs
-        await until(lambda: _lost(before), what="the loss to be reported", timeout=10)
+        await until(lambda: _lost(before), what="the loss to be reported", deadline_s=10)
         await publish(r, second)
         await until(lambda: _counted(r, expected), what="the new relays counted")
     finally:
@@ -161,12 +161,12 @@ async def test_restart_without_persistence_is_reported(
     before = metric("ha_miner_state_lost_total", supplier=SUP)
     first, _ = workload(12, [SUP], ["sess-a"], 100)
     second, expected = workload(13, [SUP], ["sess-c"], 100)
-    w, stop, task = await running(r, gauges_interval_s=0.2)
+    _, stop, task = await running(r, gauges_interval_s=0.2)
     try:
         await publish(r, first)
         await until(lambda: drained(r), what="the first relays counted")
         private_server.restart(empty=True)
-        await until(lambda: _lost(before), what="the loss to be reported", timeout=15)
+        await until(lambda: _lost(before), what="the loss to be reported", deadline_s=15)
         await publish(r, second)
         await until(lambda: _counted(r, expected), what="the new relays counted")
     finally:

@@ -65,7 +65,7 @@ async def test_a_failing_script_changes_nothing(backend: RedisBackend) -> None:
     await r.set("ha:miner:dedup:session:sess-x", b"foreign")
     w = worker(r)
     relays = SessionRelays("sess-x", [10], [hashlib.sha256(b"r").digest()], create=None)
-    relays.create = w._session_relays(  # noqa: SLF001 - the worker's own creation snapshot
+    relays.create = w._session_relays(  # the worker's own snapshot
         "sess-x", [_relay("sess-x")]
     ).create
     with pytest.raises(Exception, match="unexpected redis type"):
@@ -111,7 +111,7 @@ async def test_accounting_script_checks_overflow_before_any_dedup_mark(
     r = backend.client
     w = worker(r)
     hashes = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
-    first = w._session_relays("sess-1", [_relay("sess-1")])  # noqa: SLF001
+    first = w._session_relays("sess-1", [_relay("sess-1")])
     first.compute_units, first.hashes = [MAX_INT64 - 5], [hashes[0]]
     await w.coordinator.account_batch([first])
     second = SessionRelays("sess-1", [3, 3], hashes[1:], create=None)

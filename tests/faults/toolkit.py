@@ -75,10 +75,13 @@ async def fill_memory_until_oom(client: aioredis.Redis, chunk: int = 64 * 1024) 
 
 
 async def until(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+    condition: Callable[[], Awaitable[bool]],
+    *,
+    deadline_s: float = 10.0,
+    what: str = "condition",
 ) -> None:
-    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until true; fail after ``deadline_s`` seconds."""
+    deadline = time.monotonic() + deadline_s
     while not await condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
