@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relayminer.pipeline.relays import MinedRelayMessage
+from relayminer.pipeline.sorting import session_relays
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.sessions.accounting import ComputeUnitsOverflowError, SessionRelays
 from relayminer.sessions.model import MAX_INT64, SessionState, decode_hash
@@ -65,7 +66,7 @@ async def test_a_failing_script_changes_nothing(backend: RedisBackend) -> None:
     await r.set("ha:miner:dedup:session:sess-x", b"foreign")
     w = worker(r)
     relays = SessionRelays("sess-x", [10], [hashlib.sha256(b"r").digest()], create=None)
-    relays.create = w._session_relays(  # the worker's own snapshot
+    relays.create = session_relays(  # the worker's own snapshot
         "sess-x", [_relay("sess-x")]
     ).create
     with pytest.raises(Exception, match="unexpected redis type"):
@@ -111,7 +112,7 @@ async def test_accounting_script_checks_overflow_before_any_dedup_mark(
     r = backend.client
     w = worker(r)
     hashes = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
-    first = w._session_relays("sess-1", [_relay("sess-1")])
+    first = session_relays("sess-1", [_relay("sess-1")])
     first.compute_units, first.hashes = [MAX_INT64 - 5], [hashes[0]]
     await w.coordinator.account_batch([first])
     second = SessionRelays("sess-1", [3, 3], hashes[1:], create=None)

@@ -24,8 +24,8 @@ from relayminer.keys import KeyBuilder
 from relayminer.pipeline.consumer import StreamEntry
 from relayminer.pipeline.relays import Rejection, Relay, parse_entry
 from relayminer.sessions import scripts
-from relayminer.sessions.accounting import DeadLetter
-from relayminer.sessions.model import MAX_INT64, SessionState
+from relayminer.sessions.accounting import DeadLetter, SessionRelays
+from relayminer.sessions.model import MAX_INT64, SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore
 
 OVERFLOW_REASON = "total_compute_units would exceed 2^63-1"
@@ -43,6 +43,27 @@ def dead_letter(entry: StreamEntry, reason: str, data: bytes | None = None) -> D
     if data is None and entry.fields:
         data = entry.fields.get(b"data")
     return DeadLetter(entry.entry_id, reason, data, entry.deliveries)
+
+
+def session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
+    """A session's relays for the accounting step, created from its first relay if new."""
+    first = relays[0]
+    snapshot = SessionSnapshot(
+        session_id=sid,
+        supplier_operator_address=first.supplier_operator_address,
+        service_id=first.service_id,
+        application_address=first.application_address,
+        session_start_height=first.session_start_height,
+        session_end_height=first.session_end_height,
+        state=SessionState.ACTIVE,
+    )
+    return SessionRelays(
+        sid,
+        [r.compute_units for r in relays],
+        [r.relay_hash for r in relays],
+        dedup=True,
+        create=snapshot,
+    )
 
 
 class BatchSorter:

@@ -57,6 +57,7 @@ from relayminer.pipeline.sorting import (
     BatchSorter,
     SortedBatch,
     dead_letter,
+    session_relays,
 )
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
@@ -65,11 +66,10 @@ from relayminer.sessions.accounting import (
     ComputeUnitsOverflowError,
     DeadLetter,
     SessionOutcome,
-    SessionRelays,
     StreamAck,
 )
 from relayminer.sessions.coordinator import SessionCoordinator
-from relayminer.sessions.model import SessionSnapshot, SessionState, require_id
+from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from relayminer.smst.redis_store import RedisSMSTStore
 
@@ -497,7 +497,7 @@ class RelayWorker:
                 for e in staged.entries
                 if e.entry_id not in in_sessions and e.entry_id not in staged.failed
             ]
-            sessions = [self._session_relays(sid, rs) for sid, rs in batch.relays.items()]
+            sessions = [session_relays(sid, rs) for sid, rs in batch.relays.items()]
             try:
                 outcomes = await self.coordinator.account_batch(
                     sessions,
@@ -537,7 +537,7 @@ class RelayWorker:
             relays = batch.relays[sid]
             try:
                 outcomes = await self.coordinator.account_batch(
-                    [self._session_relays(sid, relays)],
+                    [session_relays(sid, relays)],
                     dedup_ttl_seconds=self.config.effective_dedup_ttl,
                     ack=self._ack(staged, [r.entry_id for r in relays], []),
                 )
@@ -557,26 +557,6 @@ class RelayWorker:
                 staged.failed |= await self._session_failed(sid, batch.relays.pop(sid), err)
                 continue
             self._add_outcomes(result, outcomes)
-
-    @staticmethod
-    def _session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
-        first = relays[0]
-        snapshot = SessionSnapshot(
-            session_id=sid,
-            supplier_operator_address=first.supplier_operator_address,
-            service_id=first.service_id,
-            application_address=first.application_address,
-            session_start_height=first.session_start_height,
-            session_end_height=first.session_end_height,
-            state=SessionState.ACTIVE,
-        )
-        return SessionRelays(
-            sid,
-            [r.compute_units for r in relays],
-            [r.relay_hash for r in relays],
-            dedup=True,
-            create=snapshot,
-        )
 
     @staticmethod
     def _add_outcomes(result: BatchResult, outcomes: Sequence[SessionOutcome]) -> None:
