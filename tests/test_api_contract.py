@@ -114,7 +114,7 @@ def test_sessions() -> None:
         ("key_prefix", "ha:miner:sessions"),
         ("session_ttl_seconds", 7200),
     ]
-    assert params(rm.RedisSessionStore) == [("redis", E), ("config", E)]
+    assert params(rm.RedisSessionStore) == [("redis", E), ("config", E), ("fence", None)]
     store_methods = {
         "save": ["snapshot"],
         "create_if_absent": ["snapshot"],

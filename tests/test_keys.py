@@ -77,3 +77,17 @@ def test_fully_specified_namespace_is_unchanged() -> None:
 def test_namespace_rejects_non_strings() -> None:
     with pytest.raises(TypeError, match=r"Namespace\.base_prefix must be a str"):
         Namespace(base_prefix=None)  # type: ignore[arg-type]
+
+
+def test_prefix_methods_and_keys_not_in_go() -> None:
+    kb = KeyBuilder()
+    assert kb.miner_supplier_sessions_prefix("s") == "ha:miner:sessions:s:"
+    assert kb.miner_session_state_index_prefix("s") == "ha:miner:sessions:s:state:"
+    assert kb.smst_supplier_prefix("s") == "ha:smst:s:"
+    assert kb.smst_nodes_key("s", "x").startswith(kb.smst_supplier_prefix("s"))
+    assert kb.stream_failures_key("s") == "ha:relays:s:failures"
+    assert kb.miner_state_epoch_key() == "ha:miner:epoch"
+    custom = kb.with_prefixes(sessions_prefix="p:sess", dedup_prefix="p:dd")
+    assert custom.miner_session_key("s", "x") == "p:sess:s:x"
+    assert custom.miner_dedup_session_key("x") == "p:dd:session:x"
+    assert custom.stream_key("s") == kb.stream_key("s")

@@ -159,7 +159,7 @@ async def inspect_sessions(
 
 async def _tree_sessions(redis: Redis, kb: KeyBuilder, supplier: str) -> set[str]:
     """Session ids with any tree key of ``supplier`` (nodes, live or sealed root)."""
-    prefix = kb.smst_nodes_key(supplier, "")[: -len(":nodes")]  # "ha:smst:{supplier}:"
+    prefix = kb.smst_supplier_prefix(supplier)
     found = set()
     for key in await _scan(redis, _glob_escape(prefix) + "*"):
         rest = key[len(prefix) :]

@@ -1,8 +1,10 @@
 """Redis key namespace shared with the Go relayers and miners.
 
-Every string built here is a wire contract (spec/miner_core.md §1.2): the Go relayers write the
-streams, Go miners may resume sessions and trees written by this one. Strings are byte-equal to
-the Go ``KeyBuilder``.
+Every string built here is a wire contract (``docs/exactly-once.md``; Go: pocket-relay-miner
+``transport/redis/keys.go``): the Go relayers write the streams, Go miners may resume sessions and
+trees written by this one. Strings are byte-equal to the Go ``KeyBuilder``. Nothing else in the
+package formats a key: the session store and the deduplicator build theirs here too (from their
+configured prefix, :meth:`KeyBuilder.with_prefixes`).
 
 >>> kb = KeyBuilder()
 >>> kb.miner_session_key("sup1", "sess1")
@@ -46,6 +48,18 @@ class KeyBuilder:
     def __init__(self, namespace: Namespace | None = None) -> None:
         self.ns = namespace if namespace is not None else Namespace()
         self._b = self.ns.base_prefix
+        self._sessions_prefix = f"{self._b}:{self.ns.miner_prefix}:sessions"
+        self._dedup_prefix = f"{self._b}:{self.ns.miner_prefix}:dedup"
+
+    def with_prefixes(
+        self, *, sessions_prefix: str | None = None, dedup_prefix: str | None = None
+    ) -> KeyBuilder:
+        """A copy whose session or dedup keys hang under an explicit prefix (the
+        ``key_prefix`` of ``SessionStoreConfig`` / ``DeduplicatorConfig``)."""
+        copy = KeyBuilder(self.ns)
+        copy._sessions_prefix = sessions_prefix or self._sessions_prefix
+        copy._dedup_prefix = dedup_prefix or self._dedup_prefix
+        return copy
 
     # --- prefixes -------------------------------------------------------------------------
     def stream_prefix(self) -> str:
@@ -58,10 +72,10 @@ class KeyBuilder:
         return f"{self._b}:{self.ns.cache_prefix}"
 
     def miner_sessions_prefix(self) -> str:
-        return f"{self._b}:{self.ns.miner_prefix}:sessions"
+        return self._sessions_prefix
 
     def miner_dedup_prefix(self) -> str:
-        return f"{self._b}:{self.ns.miner_prefix}:dedup"
+        return self._dedup_prefix
 
     def smst_nodes_prefix(self) -> str:
         return f"{self._b}:smst:"
@@ -75,20 +89,43 @@ class KeyBuilder:
         """Dead-letter stream (not in Go, API.md fix 2)."""
         return f"{self.stream_key(supplier)}:dead"
 
+    def stream_failures_key(self, supplier: str) -> str:
+        """HASH entry id -> processing failures caused by that entry (not in Go): what the
+        worker's retry cap counts, instead of raw deliveries (``docs/failure-behaviour.md``)."""
+        return f"{self.stream_key(supplier)}:failures"
+
     # --- sessions -------------------------------------------------------------------------
+    def miner_supplier_sessions_prefix(self, supplier: str) -> str:
+        """``ha:miner:sessions:{supplier}:``: what every session key of the supplier starts
+        with (scans)."""
+        return f"{self.miner_sessions_prefix()}:{supplier}:"
+
     def miner_session_key(self, supplier: str, session_id: str) -> str:
         return f"{self.miner_sessions_prefix()}:{supplier}:{session_id}"
 
     def miner_sessions_index_key(self, supplier: str) -> str:
         return f"{self.miner_sessions_prefix()}:{supplier}:index"
 
+    def miner_session_state_index_prefix(self, supplier: str) -> str:
+        """The state index key without its state (scripts append the old state to it)."""
+        return f"{self.miner_sessions_prefix()}:{supplier}:state:"
+
     def miner_session_state_index_key(self, supplier: str, state: str) -> str:
-        return f"{self.miner_sessions_prefix()}:{supplier}:state:{state}"
+        return f"{self.miner_session_state_index_prefix(supplier)}{state}"
 
     def miner_dedup_session_key(self, session_id: str) -> str:
         return f"{self.miner_dedup_prefix()}:session:{session_id}"
 
+    def miner_state_epoch_key(self) -> str:
+        """STRING (not in Go): a random token written when the namespace's state is first
+        seen; a different or missing token while the miner runs means Redis lost its data."""
+        return f"{self._b}:{self.ns.miner_prefix}:epoch"
+
     # --- SMST -----------------------------------------------------------------------------
+    def smst_supplier_prefix(self, supplier: str) -> str:
+        """``ha:smst:{supplier}:``: what every tree key of the supplier starts with."""
+        return f"{self._b}:smst:{supplier}:"
+
     def smst_nodes_key(self, supplier: str, session_id: str) -> str:
         return f"{self._b}:smst:{supplier}:{session_id}:nodes"
 

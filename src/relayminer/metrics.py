@@ -108,3 +108,21 @@ LEASE_OWNED = Gauge(
     "1 while this replica owns the supplier's lease.",
     ["supplier"],
 )
+
+# --- reliability --------------------------------------------------------------------------
+RETRIES = Counter(
+    "ha_miner_redis_retries_total",
+    "Steps retried in place after an infrastructure error (OOM, LOADING, READONLY, timeouts...).",
+    ["supplier", "operation"],
+)
+BATCH_FAILURES = Counter(
+    "ha_miner_batch_failures_total",
+    "Sessions of a batch whose processing failed; their entries stay pending (see logs).",
+    ["supplier"],
+)
+STATE_LOST = Counter(
+    "ha_miner_state_lost_total",
+    "Times Redis was found to have lost the miner's state while it ran (restart without "
+    "persistence, FLUSHALL, failover to an empty replica).",
+    ["supplier"],
+)

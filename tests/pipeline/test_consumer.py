@@ -48,7 +48,8 @@ async def test_reclaim_follows_the_cursor_past_one_page(backend: RedisBackend) -
             break
     assert pages >= 5
     assert len({e.entry_id for e in claimed}) == 230
-    assert all(e.reclaimed and e.deliveries == 2 for e in claimed)
+    # XAUTOCLAIM ... JUSTID: the miner's own reclaims add no delivery (only a read does).
+    assert all(e.reclaimed and e.deliveries == 1 for e in claimed)
 
 
 async def test_reclaim_respects_min_idle(backend: RedisBackend) -> None:
@@ -179,7 +180,7 @@ async def test_run_backs_off_while_redis_is_down(
     await asyncio.wait_for(backing_off.wait(), timeout=30)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
-    assert waits[:3] == [1.0, 2.0, 4.0]  # capped exponential backoff
+    assert waits[:3] == [0.05, 0.1, 0.2]  # capped exponential backoff
     assert (REGISTRY.get_sample_value(name, labels) or 0.0) >= before + 3
 
 

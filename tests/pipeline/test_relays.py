@@ -11,7 +11,7 @@ from relayminer.pipeline.relays import MinedRelayMessage, Rejection, Relay, pars
 
 def full_message(**overrides: object) -> MinedRelayMessage:
     fields: dict[str, object] = {
-        "relay_hash": b"\x11" * 32,
+        "relay_hash": hashlib.sha256(b"relay").digest(),
         "relay_bytes": b"relay",
         "compute_units_per_relay": 1000,
         "session_id": "sess-1",
@@ -58,7 +58,7 @@ def test_parse_valid_entry() -> None:
         "develop-http",
         1000,
     )
-    assert relay.relay_bytes == b"relay" and relay.relay_hash == b"\x11" * 32
+    assert relay.relay_bytes == b"relay" and relay.relay_hash == hashlib.sha256(b"relay").digest()
     assert (relay.session_start_height, relay.session_end_height) == (101, 110)
     assert not relay.hash_repaired
 

@@ -159,6 +159,7 @@ class LifecycleManager:
         self.store = RedisSessionStore(
             redis,
             SessionStoreConfig(supplier, self.keys.miner_sessions_prefix(), session_ttl_seconds),
+            fence=fence,
         )
         self.coordinator = SessionCoordinator(self.store, supplier)
         self.coordinator.set_on_session_terminal_callback(self._cleanup)
@@ -167,7 +168,11 @@ class LifecycleManager:
         )
         self.dedup = RedisDeduplicator(redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()))
         self.rebroadcasts = RebroadcastStore(
-            redis, supplier, keys=self.keys, ttl_seconds=self.config.rebroadcast_ttl_seconds
+            redis,
+            supplier,
+            keys=self.keys,
+            ttl_seconds=self.config.rebroadcast_ttl_seconds,
+            fence=fence,
         )
         self._params: dict[int | None, SharedParams] = {}
         self._attempts: dict[tuple[str, str], int] = defaultdict(int)

@@ -11,6 +11,9 @@ Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag
 Entry JSON: ``m`` marshalled ``MsgCreateClaim``/``MsgSubmitProof`` (base64, as Go's JSON of
 ``[]byte``), ``h`` submit height, ``t`` latest tx hash, ``o`` original tx hash (empty: never
 broadcast), ``s`` service id, ``n`` resends done. TTL 1 h on both keys, refreshed on put.
+
+Every write is one script that checks the supplier's lease token first (with a ``fence``): a
+stale owner's put or delete raises :class:`LeaseLostError` and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,20 +21,18 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder
+from relayminer.runtime.leases import Fence
+from relayminer.sessions import scripts
 
 CLAIM = "claim"
 PROOF = "proof"
-
-# HDEL the entry, and drop the group from the index once its hash is empty.
-_DELETE = """
-redis.call('HDEL', KEYS[1], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
-return 1
-"""
 
 
 @dataclass
@@ -86,12 +87,25 @@ class RebroadcastStore:
         *,
         keys: KeyBuilder | None = None,
         ttl_seconds: int = 3600,
+        fence: Fence | None = None,
     ) -> None:
         self._redis = redis
         self.supplier = supplier
         self.keys = keys or KeyBuilder()
         self.ttl = ttl_seconds
-        self._delete = redis.register_script(_DELETE)
+        self.fence = fence
+        self._put = redis.register_script(scripts.REBROADCAST_PUT)
+        self._delete = redis.register_script(scripts.REBROADCAST_DELETE)
+
+    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> None:
+        fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
+        token = self.fence.token if self.fence else ""
+        try:
+            await script(keys=[fence_key, *keys], args=[token, *args])
+        except ResponseError as err:
+            if "FENCED" in str(err):
+                raise LeaseLostError(f"lease of {self.supplier} lost: rebroadcast write") from err
+            raise
 
     def _member(self, end_height: int) -> str:
         return f"{self.supplier}:{end_height}"
@@ -99,12 +113,11 @@ class RebroadcastStore:
     async def put(self, phase: str, end_height: int, entry: RebroadcastEntry) -> None:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         index = self.keys.rebroadcast_index_key(phase)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, entry.session_id, entry.to_json())
-            pipe.expire(key, self.ttl)
-            pipe.sadd(index, self._member(end_height))
-            pipe.expire(index, self.ttl)
-            await pipe.execute()
+        await self._write(
+            self._put,
+            [key, index],
+            [self.ttl, entry.session_id, entry.to_json(), self._member(end_height)],
+        )
 
     async def groups(self, phase: str) -> list[int]:
         """Session end heights of this supplier that have entries in ``phase``."""
@@ -121,15 +134,19 @@ class RebroadcastStore:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         raw: dict[bytes, bytes] = await self._redis.hgetall(key)  # type: ignore[assignment]
         if not raw:  # expired: reap the index member
-            index = self.keys.rebroadcast_index_key(phase)
-            await self._redis.srem(index, self._member(end_height))
+            await self._write(
+                self._delete,
+                [key, self.keys.rebroadcast_index_key(phase)],
+                ["", self._member(end_height)],
+            )
         return {sid.decode(): RebroadcastEntry.from_json(sid.decode(), v) for sid, v in raw.items()}
 
     async def delete(self, phase: str, end_height: int, session_id: str) -> None:
-        await self._delete(
-            keys=[
+        await self._write(
+            self._delete,
+            [
                 self.keys.rebroadcast_key(phase, self.supplier, end_height),
                 self.keys.rebroadcast_index_key(phase),
             ],
-            args=[session_id, self._member(end_height)],
+            [session_id, self._member(end_height)],
         )

@@ -6,7 +6,11 @@ over the Go consumer (API.md fixes 1-3):
 - reads use a bounded ``BLOCK`` (never 0), so the loop regains control to reclaim and to stop;
 - :meth:`reclaim` runs XAUTOCLAIM and follows its cursor to the end, not one page;
 - every delivery count is known (1 for a fresh read, XPENDING for re-deliveries), so the worker
-  can dead-letter an entry delivered more than ``max_retries`` times;
+  can dead-letter an entry delivered more than ``max_retries`` times; the miner's own re-reads
+  (its pending entries after a restart, XAUTOCLAIM ... JUSTID of idle entries) do not count as
+  deliveries: they say nothing about the entry (``docs/failure-behaviour.md``);
+- a group that vanished (NOGROUP: Redis restarted empty, FLUSHALL) is re-created and counted in
+  :attr:`StreamConsumer.group_recreations`, so the worker can tell that state was lost;
 - acknowledging is XACKDEL ... DELREF where the server has it (probed once), else XACK + XDEL.
 
 The consumer only reads and reports; acknowledging a processed batch happens inside the relay
@@ -25,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from relayminer import metrics
 from relayminer.keys import KeyBuilder
+from relayminer.sessions import scripts
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,9 @@ class StreamConsumer:
         self.consumer = consumer_name
         self.batch_size = batch_size
         self._xackdel: bool | None = None
+        self._read_pending = redis.register_script(scripts.READ_PENDING)
+        #: times a missing group was re-created after a NOGROUP reply
+        self.group_recreations = 0
 
     # --- group ------------------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -87,6 +95,7 @@ class StreamConsumer:
             if not any(m in text for m in ("NOGROUP", "no such key", "requires the key to exist")):
                 raise
             await self.ensure_group()
+            self.group_recreations += 1
             return await call()
 
     # --- reads ------------------------------------------------------------------------------
@@ -112,62 +121,41 @@ class StreamConsumer:
 
     async def read_own_pending(self, after: bytes = b"0-0") -> list[StreamEntry]:
         """One page of this consumer's own pending entries after ``after`` (e.g. after a
-        restart under the same consumer name). Each read counts as a delivery."""
-
-        async def call() -> Any:
-            return await self._redis.xreadgroup(
-                self.group, self.consumer, {self.stream: after}, count=self.batch_size
-            )
-
-        reply = await self._with_group(call)
-        raw = _entries(reply[0][1] if reply else [])
-        return await self._with_deliveries(raw)
+        restart under the same consumer name). Not a delivery: the counts stay as they are."""
+        entries, _ = await self._pending("own", after, 0)
+        return entries
 
     async def reclaim(
         self, min_idle_ms: int, start: bytes = b"0-0"
     ) -> tuple[list[StreamEntry], bytes]:
-        """One XAUTOCLAIM page of entries idle at least ``min_idle_ms`` (any consumer's).
+        """One XAUTOCLAIM page of entries idle at least ``min_idle_ms`` (any consumer's), taken
+        with JUSTID so that the miner's own reclaims do not add deliveries.
 
         Returns the entries (with delivery counts) and the cursor to continue from; ``0-0``
         means the pending list was scanned to its end. Entries deleted from the stream while
-        pending come back with ``fields=None`` (Redis 7 drops them from the pending list itself
-        and reports only their ids).
+        pending come back with ``fields=None`` where the server still lists them (Redis 7
+        drops them from the pending list itself).
         """
-
-        async def call() -> Any:
-            return await self._redis.xautoclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                max(0, min_idle_ms),
-                start_id=start,
-                count=self.batch_size,
-            )
-
-        reply = await self._with_group(call)
-        cursor: bytes = reply[0]
-        raw = _entries(reply[1])
-        entries = await self._with_deliveries(raw)
+        entries, cursor = await self._pending("claim", start, max(0, min_idle_ms))
         if entries:
             metrics.RELAYS_RECLAIMED.labels(supplier=self.supplier).inc(len(entries))
         return entries, cursor
 
-    async def _with_deliveries(
-        self, raw: list[tuple[bytes, dict[bytes, bytes] | None]]
-    ) -> list[StreamEntry]:
-        if not raw:
-            return []
-        ids = [entry_id for entry_id, _ in raw]
-        pending = await self._redis.xpending_range(
-            self.stream,
-            self.group,
-            min=min(ids, key=_id_key),
-            max=max(ids, key=_id_key),
-            count=len(ids) + 1000,
-            consumername=self.consumer,
-        )
-        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [StreamEntry(i, f, max(1, counts.get(i, 1)), True) for i, f in raw]
+    async def _pending(
+        self, mode: str, start: bytes, min_idle_ms: int
+    ) -> tuple[list[StreamEntry], bytes]:
+        async def call() -> Any:
+            args: list[Any] = [self.group, self.consumer, mode, start, self.batch_size, min_idle_ms]
+            return await self._read_pending(keys=[self.stream], args=args)
+
+        reply = await self._with_group(call)
+        cursor = reply[0] if isinstance(reply[0], bytes) else str(reply[0]).encode()
+        entries = []
+        for i in range(1, len(reply), 3):
+            flat = reply[i + 2]
+            fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
+            entries.append(StreamEntry(reply[i], fields, max(1, int(reply[i + 1])), True))
+        return entries, cursor
 
     # --- ack, trim, introspection -------------------------------------------------------------
     async def supports_xackdel(self) -> bool:

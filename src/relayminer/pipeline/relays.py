@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from relayminer.proto.mined_relay_pb2 import MinedRelayMessage
-from relayminer.sessions.model import MAX_INT64
+from relayminer.sessions.model import MAX_INT64, session_id_problem
 
 __all__ = ["MinedRelayMessage", "Rejection", "Relay", "parse_entry"]
 
@@ -68,8 +68,9 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
         msg = MinedRelayMessage.FromString(data)
     except DecodeError as err:
         return Rejection(entry_id, f"failed to unmarshal message: {err}", data)
-    if not msg.session_id:
-        return Rejection(entry_id, "session_id is required", data)
+    problem = session_id_problem(msg.session_id)
+    if problem is not None:  # a poison id would make the session key name another key
+        return Rejection(entry_id, problem, data)
     if not msg.relay_bytes:
         return Rejection(entry_id, "relay_bytes is empty", data)
     if not msg.service_id:  # the session could not be created, nor ever claimed
@@ -88,13 +89,18 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
         return Rejection(
             entry_id, f"compute_units_per_relay {msg.compute_units_per_relay} exceeds 2^63-1", data
         )
+    # The hash is the SMST key and the dedup member: it must be sha256(relay_bytes), 32 bytes.
+    # A wrong one would put a leaf the chain cannot prove (a failed proof: slashing).
+    computed = hashlib.sha256(msg.relay_bytes).digest()
     relay_hash = msg.relay_hash
     repaired = False
     if not relay_hash:
-        relay_hash = hashlib.sha256(msg.relay_bytes).digest()
+        relay_hash = computed
         repaired = True
     elif len(relay_hash) != 32:
         return Rejection(entry_id, f"relay_hash must be 32 bytes (got {len(relay_hash)})", data)
+    elif relay_hash != computed:
+        return Rejection(entry_id, "hash mismatch: relay_hash is not sha256(relay_bytes)", data)
     return Relay(
         entry_id=entry_id,
         relay_hash=relay_hash,

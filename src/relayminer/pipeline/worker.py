@@ -2,17 +2,26 @@
 
 Per batch of stream entries, in this order:
 
-1. entries delivered more than ``max_retries`` times, and malformed ones (no ``data``, bad
-   protobuf, empty session id or relay bytes, non-positive end height, wrong supplier ...) are
-   set aside for the dead-letter stream, each with its reason;
-2. the terminal pre-check: relays of sessions that are terminal, or whose tree is sealed for
-   the claim, are late: acked, not counted;
+1. sorting (:mod:`relayminer.pipeline.sorting`): entries over the retry cap and malformed ones
+   (no ``data``, bad protobuf, poison session id, a hash that is not sha256 of the bytes, wrong
+   supplier ...) are set aside for the dead-letter stream, each with its reason;
+2. the pre-check: relays of sessions that are terminal, or whose tree is sealed for the claim,
+   are late (acked, not counted); relays that would overflow a session's compute units are
+   dead-lettered;
 3. hash repair (sha256 of the bytes when the publisher sent no hash), then every relay goes
    into its session's SMST and each session's tree is committed once (one atomic compare-and-
    set script per session: a crash at any instant leaves ``live_root`` naming a complete tree);
-4. one atomic accounting script: each relay hash is added to its session's dedup set and
-   counted only if it was new; sessions are created on first sight; dead letters are written;
-   every entry of the batch is acked and deleted.
+4. the accounting step, ``SessionCoordinator.account_batch`` (one atomic script): each relay
+   hash is added to its session's dedup set and counted only if it was new; sessions are
+   created on first sight; dead letters are written; every entry of the batch is acked and
+   deleted.
+
+Failures (``docs/failure-behaviour.md``): infrastructure errors (OOM, LOADING, READONLY, BUSY,
+failovers, timeouts, lost connections) are retried in place with capped backoff
+(:mod:`relayminer.pipeline.retry`); any other error is confined to the session whose work
+failed: its entries stay pending with a failure recorded against each, the rest of the batch is
+accounted, and the loop goes on. Lost Redis state is detected and reported
+(:mod:`relayminer.pipeline.epoch`).
 
 Why this is exactly once: the SMST insert is idempotent (same key, value and weight), and the
 dedup set decides counting in the same atomic step as the ack. A crash before step 4 leaves the
@@ -25,34 +34,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relayminer import metrics
-from relayminer.errors import LeaseLostError, RelayMinerError
+from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder, Namespace
 from relayminer.pipeline.consumer import StreamConsumer, StreamEntry
-from relayminer.pipeline.relays import Rejection, Relay, parse_entry
+from relayminer.pipeline.epoch import StateEpoch
+from relayminer.pipeline.relays import Relay
+from relayminer.pipeline.retry import Backoff, is_infrastructure_error, retry_infrastructure
+from relayminer.pipeline.sorting import (
+    OVERFLOW_REASON,
+    BatchSorter,
+    SortedBatch,
+    dead_letter,
+    session_relays,
+)
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
-from relayminer.sessions import scripts
-from relayminer.sessions.model import SessionSnapshot, SessionState, encode_hash, require_id
+from relayminer.sessions.accounting import (
+    STATUS_TERMINAL,
+    ComputeUnitsOverflowError,
+    DeadLetter,
+    SessionOutcome,
+    StreamAck,
+)
+from relayminer.sessions.coordinator import SessionCoordinator
+from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
-from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
 from relayminer.smst.redis_store import RedisSMSTStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
 LATENCY_SAMPLE = 16  # keeps every Lua unpack() under Redis's 8000-value C-stack limit
@@ -128,8 +150,9 @@ class _Staged:
     """A batch whose trees are committed and whose accounting step is due."""
 
     entries: Sequence[StreamEntry]
-    relays: dict[str, list[Relay]]
-    dead: list[tuple[StreamEntry, Rejection]]
+    batch: SortedBatch
+    #: entries left pending because their session's work failed (a failure is recorded)
+    failed: set[bytes]
     ack_mode: str
     result: BatchResult
     started: float
@@ -167,56 +190,83 @@ class RelayWorker:
             keys=self.keys,
             batch_size=self.config.batch_size,
         )
+        ttl = self.config.session_ttl_seconds
         self.store = RedisSessionStore(
             redis,
-            SessionStoreConfig(
-                self.supplier, self.keys.miner_sessions_prefix(), self.config.session_ttl_seconds
-            ),
-        )
+            SessionStoreConfig(self.supplier, self.keys.miner_sessions_prefix(), ttl),
+            fence=self.config.fence,
+        ).with_keys(self.keys)
+        self.coordinator = SessionCoordinator(self.store, self.supplier)
+        if on_session_created is not None:
+            self.coordinator.set_on_session_created_callback(on_session_created)
         self.trees = RedisSMSTStore(
+            redis, self.supplier, keys=self.keys, ttl_seconds=ttl, fence=self.config.fence
+        )
+        self.sorter = BatchSorter(
             redis,
             self.supplier,
-            keys=self.keys,
-            ttl_seconds=self.config.session_ttl_seconds,
-            fence=self.config.fence,
+            self.keys,
+            self.store,
+            max_retries=self.config.max_retries,
+            failure_ttl_seconds=ttl,
         )
-        self._account = redis.register_script(scripts.ACCOUNT_BATCH)
-        self._on_created = on_session_created
+        self.epoch = StateEpoch(redis, self.keys, self.supplier)
         self._on_batch = on_batch
         self._trace = trace
         self._ack_mode: str | None = None
         self._last_reclaim = 0.0
         self._last_trim = 0.0
         self._last_gauges = 0.0
+        self._recreations_seen = 0
+        self._epoch_due = False
+        #: set while ``run`` may retry in place; ``drain`` and ``process`` fail fast instead
+        self._stop = asyncio.Event()
+        self._stop.set()
         self.total = BatchResult()
 
     # --- loop ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Consume until ``stop`` is set; the batch in hand is finished first. Connection
-        failures are retried with capped exponential backoff (1 s, 2 s ... 30 s)."""
+        """Consume until ``stop`` is set; the batch in hand is finished first.
+
+        Nothing but the stop signal (or a lost lease) ends the loop: infrastructure errors are
+        retried in place with capped backoff, and any other error is logged with its cause,
+        leaves the entries involved pending, and the loop goes on."""
         stop = stop or asyncio.Event()
-        backoff = 1.0
+        self._stop = stop
+        backoff = Backoff(first=0.05, cap=5.0)
         started = False
         while not stop.is_set():
             try:
                 if not started:
                     await self._start()
                     started = True
-                    backoff = 1.0
                 await self._step(stop)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as err:
-                metrics.RECONNECTS.labels(component="relay_worker").inc()
-                log.warning(
-                    "redis unavailable, retrying",
-                    extra={"supplier": self.supplier, "backoff_s": backoff, "error": repr(err)},
-                )
-                started = False
+                backoff.reset()
+            except (asyncio.CancelledError, LeaseLostError):
+                raise
+            except Exception as err:
+                delay = backoff.next()
+                if is_infrastructure_error(err):
+                    metrics.RECONNECTS.labels(component="relay_worker").inc()
+                    log.warning(
+                        "redis unavailable, retrying",
+                        extra={"supplier": self.supplier, "backoff_s": delay, "error": repr(err)},
+                    )
+                    self._epoch_due = True  # a restart may have emptied it
+                else:
+                    metrics.BATCH_FAILURES.labels(supplier=self.supplier).inc()
+                    log.error(
+                        "relay worker step failed; its entries stay pending",
+                        exc_info=err,
+                        extra={"supplier": self.supplier, "error": repr(err)},
+                    )
                 self.trees.forget_all()
-                await wait_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 30.0)
+                await wait_or_stop(stop, delay)
 
     async def _start(self) -> None:
         await self.consumer.ensure_group()
+        await self.epoch.start()
+        self._recreations_seen = self.consumer.group_recreations
         await self._ack_mode_probe()
         # Our own pending entries first (a restart under the same name), then any consumer's
         # entries idle for longer than the claim timeout.
@@ -227,14 +277,24 @@ class RelayWorker:
     def _reclaim_due(self) -> bool:
         return (time.monotonic() - self._last_reclaim) * 1000 >= self.config.claim_idle_ms
 
+    async def _check_epoch(self) -> None:
+        self._epoch_due = False
+        self._recreations_seen = self.consumer.group_recreations
+        if await self.epoch.check():
+            self.trees.forget_all()
+
     async def _maintenance(self) -> None:
-        """Reclaim idle pending entries and trim expired ones when they are due."""
+        """Reclaim idle pending entries and trim expired ones when they are due; check that
+        Redis still holds the state this worker started with."""
         now = time.monotonic()
+        if self._epoch_due or self.consumer.group_recreations != self._recreations_seen:
+            await self._check_epoch()
         if self._reclaim_due():
             self._last_reclaim = now
             await self._reclaim(self.config.claim_idle_ms)
         if now - self._last_gauges >= self.config.gauges_interval_s:
             self._last_gauges = now
+            await self._check_epoch()
             await self.consumer.lag()  # sets ha_transport_redis_stream_lag
             await self.consumer.pending_count()  # sets ha_transport_redis_pending_messages
         if now - self._last_trim >= self.config.trim_interval_s:
@@ -258,17 +318,19 @@ class RelayWorker:
             return
         # A pipeline of depth one: batch N's accounting step runs while batch N+1's trees are
         # built and committed, and the batch after that is read meanwhile. Each accounting step
-        # still follows its own batch's tree commits; a failure anywhere leaves the entries
-        # involved pending under our name, to be replayed (own pending entries on the restart
-        # of this loop) or reclaimed by a replica: replays count nothing twice.
+        # still follows its own batch's tree commits. Infrastructure errors are retried in place
+        # (the entries in hand stay in hand); anything else leaves the entries involved pending
+        # under our name, to be reclaimed: replays count nothing twice.
         finishing: asyncio.Future[BatchResult] | None = None
         try:
             while entries:
                 ahead = asyncio.ensure_future(
-                    self.consumer.read_new(None) if not stop.is_set() else _nothing()
+                    self._read_ahead() if not stop.is_set() else _nothing()
                 )
                 try:
-                    staged = await self._commit_trees(entries)
+                    staged = await self._in_place(
+                        "commit trees", functools.partial(self._commit_trees, entries)
+                    )
                     if finishing is not None:
                         await finishing
                     finishing = asyncio.ensure_future(self._finish(staged))
@@ -286,10 +348,18 @@ class RelayWorker:
             if finishing is not None:
                 await finishing
 
+    async def _read_ahead(self) -> list[StreamEntry]:
+        return await self._in_place("read", lambda: self.consumer.read_new(None))
+
+    async def _in_place(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """``op``, with infrastructure errors retried in place while ``run`` is running."""
+        return await retry_infrastructure(op, self._stop, what=what, supplier=self.supplier)
+
     async def drain(self) -> int:
         """Process everything in the stream now and everything pending (reclaimed whatever its
         idle time); return how many entries were handled."""
         await self.consumer.ensure_group()
+        await self.epoch.start()
         await self._ack_mode_probe()
         before = self.total.handled
         await self._drain_own_pending()
@@ -327,221 +397,183 @@ class RelayWorker:
     # --- one batch ----------------------------------------------------------------------------
     async def process(self, entries: Sequence[StreamEntry]) -> BatchResult:
         """Account one batch of stream entries (see the module docstring for the order)."""
-        return await self._finish(await self._commit_trees(entries))
+        staged = await self._in_place("commit trees", lambda: self._commit_trees(entries))
+        return await self._finish(staged)
 
     async def _commit_trees(self, entries: Sequence[StreamEntry]) -> _Staged:
         """Steps 1-3: sort the entries out and commit every session's tree."""
         result = BatchResult()
-        staged = _Staged(entries, {}, [], "", result, time.monotonic())
+        started = time.monotonic()
         if not entries:
-            return staged
-        t0 = staged.started
+            return _Staged(entries, SortedBatch(), set(), "", result, started)
         if self._trace:
             self._trace("read", len(entries))
         ack_mode = await self._ack_mode_probe()
-        dead: list[tuple[StreamEntry, Rejection]] = []
-        relays: dict[str, list[Relay]] = defaultdict(list)
-        for entry in entries:
-            if entry.deliveries > self.config.max_retries:
-                reason = (
-                    f"delivered {entry.deliveries} times (max_retries={self.config.max_retries})"
-                )
-                dead.append(
-                    (entry, Rejection(entry.entry_id, reason, (entry.fields or {}).get(b"data")))
-                )
-                continue
-            parsed = parse_entry(entry.entry_id, entry.fields)
-            if isinstance(parsed, Relay) and parsed.supplier_operator_address != self.supplier:
-                parsed = Rejection(
-                    entry.entry_id,
-                    f"relay for supplier {parsed.supplier_operator_address!r} in the stream of "
-                    f"{self.supplier!r}",
-                    (entry.fields or {}).get(b"data"),
-                )
-            if isinstance(parsed, Rejection):
-                dead.append((entry, parsed))
-            else:
-                relays[parsed.session_id].append(parsed)
-
-        late = await self._late_sessions(list(relays))
-        for sid in late:
-            result.late += len(relays.pop(sid))
+        batch = await self.sorter.sort(entries)
+        await self.sorter.precheck(batch)
+        result.late = batch.late
         # Each session's tree is committed on its own (independent keys and CAS); running them
         # together lets one session's trie work overlap another's Redis round trip.
-        sessions = list(relays)
+        sessions = list(batch.relays)
         commits = await asyncio.gather(
             *(
                 self.trees.apply(
-                    sid, [(r.relay_hash, r.relay_bytes, r.compute_units) for r in relays[sid]]
+                    sid,
+                    [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]],
                 )
                 for sid in sessions
             ),
             return_exceptions=True,
         )
-        for commit in commits:  # every commit has finished: now report the first failure
-            if isinstance(commit, BaseException):
+        failed: set[bytes] = set()
+        for sid, commit in zip(sessions, commits, strict=True):
+            if isinstance(commit, LeaseLostError | asyncio.CancelledError):
                 raise commit
-        for sid, committed in zip(sessions, commits, strict=True):
-            if not committed:  # sealed meanwhile: late
-                result.late += len(relays.pop(sid))
-
+            if isinstance(commit, BaseException):
+                if is_infrastructure_error(commit) or not isinstance(commit, Exception):
+                    raise commit  # the whole step is retried in place
+                failed |= await self._session_failed(sid, batch.relays.pop(sid), commit)
+            elif not commit:  # sealed meanwhile: late
+                result.late += len(batch.relays.pop(sid))
         if self._trace:
             self._trace("smst", len(entries))
-        return _Staged(entries, relays, dead, ack_mode, result, t0)
+        return _Staged(entries, batch, failed, ack_mode, result, started)
+
+    async def _session_failed(self, sid: str, relays: list[Relay], err: Exception) -> set[bytes]:
+        """One session's work failed for a reason of its own: its entries stay pending, with a
+        failure recorded against each (the retry cap counts those), and the cause is logged."""
+        ids = [r.entry_id for r in relays]
+        metrics.BATCH_FAILURES.labels(supplier=self.supplier).inc()
+        log.error(
+            "session work failed; its entries stay pending",
+            exc_info=err,
+            extra={"supplier": self.supplier, "session_id": sid, "entries": len(ids)},
+        )
+        self.trees.forget(sid)
+        await self._in_place(
+            "record failures",
+            lambda: self.sorter.record_failures(ids, f"{type(err).__name__}: {err}"),
+        )
+        return set(ids)
 
     async def _finish(self, staged: _Staged) -> BatchResult:
         """Step 4: the atomic accounting step (count once, create, dead-letter, ack), then the
         metrics and hooks."""
-        entries, relays, dead, result = staged.entries, staged.relays, staged.dead, staged.result
+        entries, batch, result = staged.entries, staged.batch, staged.result
         if not entries:
             return result
-        await self._account_batch(entries, relays, dead, staged.ack_mode, result)
+        await self._in_place("account", lambda: self._account(staged))
         if self._trace:
             self._trace("accounted", len(entries))
-        result.handled = len(entries)
-        result.dead = len(dead)
-        self._record(result, relays, dead, staged.started)
-        for sid in result.created:
-            await self._fire_created(sid)
+        result.handled = len(entries) - len(staged.failed)
+        result.dead = len(batch.dead)
+        self._record(result, batch.relays, batch.dead, staged.started)
         if self._on_batch is not None:
             outcome = self._on_batch(result)
             if outcome is not None:
                 await outcome
         return result
 
-    async def _late_sessions(self, session_ids: list[str]) -> set[str]:
-        """Sessions whose relays can no longer count: terminal state or sealed tree."""
-        if not session_ids:
-            return set()
-        for _attempt in range(3):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for sid in session_ids:
-                    pipe.type(self.store.session_key(sid))
-                    pipe.hget(self.store.session_key(sid), "state")
-                    pipe.exists(self.keys.smst_root_key(self.supplier, sid))
-                replies = await pipe.execute(raise_on_error=False)
-            legacy = [sid for i, sid in enumerate(session_ids) if replies[3 * i] == b"string"]
-            if not legacy:
-                break
-            for sid in legacy:  # older miners' JSON snapshots: migrate, then look again
-                await self.store.migrate_legacy(sid)
-        else:
-            raise RelayMinerError("legacy session keys kept reappearing")
-        replies = [x for i, x in enumerate(replies) if i % 3]
-        late: set[str] = set()
-        for i, sid in enumerate(session_ids):
-            state, sealed = replies[2 * i], replies[2 * i + 1]
-            terminal = False
-            if isinstance(state, bytes):
-                try:
-                    terminal = SessionState(state.decode()).is_terminal
-                except ValueError:
-                    terminal = False
-            if terminal or sealed:
-                late.add(sid)
-        return late
+    def _ack(self, staged: _Staged, ids: Sequence[bytes], dead: Sequence[DeadLetter]) -> StreamAck:
+        return StreamAck(
+            stream=self.consumer.stream,
+            dead_stream=self.consumer.dead_stream,
+            failures=self.sorter.failures_key,
+            group=self.consumer.group,
+            mode=staged.ack_mode,
+            consumer=self.consumer_name,
+            entry_ids=ids,
+            dead=dead,
+        )
 
-    async def _account_batch(
-        self,
-        entries: Sequence[StreamEntry],
-        relays: dict[str, list[Relay]],
-        dead: list[tuple[StreamEntry, Rejection]],
-        ack_mode: str,
-        result: BatchResult,
-    ) -> None:
-        session_ids = list(relays)
-        fence = self.config.fence
-        keys: list[str] = [
-            self.consumer.stream,
-            self.consumer.dead_stream,
-            self.store.index_key(),
-            self.store.state_index_key(SessionState.ACTIVE),
-            fence.key if fence else self.keys.miner_claim_key(self.supplier),
-        ]
-        stamp = utc_now()
-        now = format_rfc3339nano(stamp)
-        args: list[Any] = [
-            self.consumer.group,
-            ack_mode,
-            self.config.session_ttl_seconds,
-            self.config.effective_dedup_ttl,
-            fence.token if fence else "",
-            now,
-            len(session_ids),
-        ]
-        for sid in session_ids:
-            first = relays[sid][0]
-            keys += [self.store.session_key(sid), self.keys.miner_dedup_session_key(sid)]
-            snapshot = SessionSnapshot(
-                session_id=sid,
-                supplier_operator_address=first.supplier_operator_address,
-                service_id=first.service_id,
-                application_address=first.application_address,
-                session_start_height=first.session_start_height,
-                session_end_height=first.session_end_height,
-                state=SessionState.ACTIVE,
-                created_at=stamp,
-                last_updated_at=stamp,
-            )
-            meta = encode_hash(snapshot, with_counters=True)
-            args.append(sid)
-            args.append(2 * len(meta))
-            for name, value in meta.items():
-                args += [name, value]
-            groups: dict[int, list[bytes]] = defaultdict(list)
-            for r in relays[sid]:
-                groups[r.compute_units].append(r.relay_hash)
-            args.append(len(groups))
-            for cu, hashes in groups.items():
-                args += [cu, len(hashes), *hashes]
-        args.append(len(entries))
-        args += [e.entry_id for e in entries]
-        args.append(len(dead))
-        for entry, rejection in dead:
-            fields: list[Any] = [
-                "id",
-                entry.entry_id,
-                "reason",
-                rejection.reason,
-                "consumer",
-                self.consumer_name,
-                "deliveries",
-                entry.deliveries,
-                "dead_at_ms",
-                int(time.time() * 1000),
+    async def _account(self, staged: _Staged) -> BatchResult:
+        """Count the batch in one step; a session that cannot be counted is confined: it is
+        dead-lettered (overflow) or left pending (any other error of its own)."""
+        batch, result = staged.batch, staged.result
+        while True:
+            in_sessions = {r.entry_id for rs in batch.relays.values() for r in rs}
+            others = [
+                e.entry_id
+                for e in staged.entries
+                if e.entry_id not in in_sessions and e.entry_id not in staged.failed
             ]
-            if rejection.data is not None:
-                fields += ["data", rejection.data]
-            args += [len(fields), *fields]
-
-        for _attempt in range(3):
+            sessions = [session_relays(sid, rs) for sid, rs in batch.relays.items()]
             try:
-                reply = await self._account(keys=keys, args=args)
-            except ResponseError as err:
-                if "FENCED" in str(err):
-                    raise LeaseLostError(f"lease of {self.supplier} lost: {err}") from err
+                outcomes = await self.coordinator.account_batch(
+                    sessions,
+                    dedup_ttl_seconds=self.config.effective_dedup_ttl,
+                    ack=self._ack(staged, [*others, *in_sessions], batch.dead),
+                )
+                break
+            except ComputeUnitsOverflowError as err:  # raced past the pre-check: nothing written
+                for relay in batch.relays.pop(err.session_id):
+                    batch.dead.append(dead_letter(batch.entries[relay.entry_id], OVERFLOW_REASON))
+            except LeaseLostError:
                 raise
-            if reply and reply[0] in (b"LEGACY", "LEGACY"):
-                await self.store.migrate_legacy(session_ids[int(reply[1]) - 1])
+            except Exception as err:
+                if is_infrastructure_error(err) or not sessions:
+                    raise
+                await self._account_apart(staged, err)
+                return result
+        self._add_outcomes(result, outcomes)
+        return result
+
+    async def _account_apart(self, staged: _Staged, first: Exception) -> None:
+        """The batch step failed for a reason that is not the infrastructure's: account each
+        session on its own so only the culprit's entries stay pending."""
+        batch, result = staged.batch, staged.result
+        log.warning(
+            "batch accounting failed; accounting its sessions one by one",
+            extra={"supplier": self.supplier, "error": repr(first)},
+        )
+        in_sessions = {r.entry_id for rs in batch.relays.values() for r in rs}
+        others = [
+            e.entry_id
+            for e in staged.entries
+            if e.entry_id not in in_sessions and e.entry_id not in staged.failed
+        ]
+        await self.coordinator.account_batch([], ack=self._ack(staged, others, batch.dead))
+        for sid in list(batch.relays):
+            relays = batch.relays[sid]
+            try:
+                outcomes = await self.coordinator.account_batch(
+                    [session_relays(sid, relays)],
+                    dedup_ttl_seconds=self.config.effective_dedup_ttl,
+                    ack=self._ack(staged, [r.entry_id for r in relays], []),
+                )
+            except ComputeUnitsOverflowError:
+                dead = [dead_letter(batch.entries[r.entry_id], OVERFLOW_REASON) for r in relays]
+                await self.coordinator.account_batch(
+                    [], ack=self._ack(staged, [r.entry_id for r in relays], dead)
+                )
+                batch.dead += dead
+                batch.relays.pop(sid)
                 continue
-            break
-        else:  # pragma: no cover - a legacy key that keeps coming back
-            raise RelayMinerError("legacy session keys kept reappearing during accounting")
-        for i, sid in enumerate(session_ids):
-            created, counted, status = (int(x) for x in reply[3 * i : 3 * i + 3])
-            if created:
-                result.created.append(sid)
-            if status == 1:
-                result.late += len(relays[sid])
+            except LeaseLostError:
+                raise
+            except Exception as err:
+                if is_infrastructure_error(err):
+                    raise
+                staged.failed |= await self._session_failed(sid, batch.relays.pop(sid), err)
                 continue
-            result.counted += counted
-            result.duplicates += len(relays[sid]) - counted
+            self._add_outcomes(result, outcomes)
+
+    @staticmethod
+    def _add_outcomes(result: BatchResult, outcomes: Sequence[SessionOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.created:
+                result.created.append(outcome.session_id)
+            if outcome.status == STATUS_TERMINAL:
+                result.late += outcome.relays
+                continue
+            result.counted += outcome.counted
+            result.duplicates += outcome.duplicates
 
     def _record(
         self,
         result: BatchResult,
         relays: dict[str, list[Relay]],
-        dead: list[tuple[StreamEntry, Rejection]],
+        dead: list[DeadLetter],
         t0: float,
     ) -> None:
         sup = self.supplier
@@ -551,15 +583,15 @@ class RelayWorker:
             metrics.RELAYS_REJECTED.labels(supplier=sup, reason="duplicate").inc(result.duplicates)
         if result.late:
             metrics.RELAYS_REJECTED.labels(supplier=sup, reason="session_sealed").inc(result.late)
-        for _, rejection in dead:
-            reason = rejection.reason.split(":")[0].split(" (")[0][:60]
+        for letter in dead:
+            reason = letter.reason.split(":")[0].split(" (")[0][:60]
             metrics.RELAYS_DEAD_LETTERED.labels(supplier=sup, reason=reason).inc()
             log.warning(
                 "dead-lettered stream entry",
                 extra={
                     "supplier": sup,
-                    "entry_id": rejection.entry_id.decode(),
-                    "reason": rejection.reason,
+                    "entry_id": letter.entry_id.decode(),
+                    "reason": letter.reason,
                 },
             )
         now_ns = time.time_ns()
@@ -574,20 +606,6 @@ class RelayWorker:
         for name in ("handled", "counted", "duplicates", "late", "dead"):
             setattr(self.total, name, getattr(self.total, name) + getattr(result, name))
         self.total.created += result.created
-
-    async def _fire_created(self, session_id: str) -> None:
-        if self._on_created is None:
-            return
-        try:
-            snapshot = await self.store.get(session_id)
-            if snapshot is not None:
-                outcome = self._on_created(snapshot)
-                if outcome is not None:
-                    await outcome
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("session created hook failed", extra={"session_id": session_id})
 
 
 async def _nothing() -> list[StreamEntry]:

@@ -1,11 +1,12 @@
 """SessionCoordinator: every session transition of one supplier goes through here.
 
-It wraps a :class:`~relayminer.sessions.store.SessionStore` (spec/miner_core.md §4):
+It wraps a :class:`~relayminer.sessions.store.SessionStore` (``docs/exactly-once.md``):
 
-- creation happens exactly once under any concurrency (the store's create-if-absent script),
-  and only the creator fires the *created* callback;
-- relays are counted by the store's atomic increment; a late relay for a terminal session is
-  skipped (not an error);
+- relays are counted by one atomic step, :meth:`SessionCoordinator.account_batch` (the relay
+  worker's batches) -- ``on_relay_processed`` is the same step on a batch of one relay; it
+  creates a session on its first relay, exactly once under any concurrency, and only the creator
+  fires the *created* callback; a late relay for a terminal session is skipped (not an error);
+- every metric of that step moves here (sessions created, dedup marks, hits and misses);
 - terminal transitions fire the *terminal* callback; three markers are guarded so they never
   overwrite a better outcome (a claim or proof another replica already made).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from relayminer import metrics
@@ -27,14 +28,24 @@ from relayminer.errors import (
     RelayMinerError,
     SessionNotFoundError,
     SessionTerminalError,
+    StoreError,
+)
+from relayminer.sessions.accounting import (
+    STATUS_MISSING,
+    STATUS_TERMINAL,
+    LegacySnapshot,
+    SessionOutcome,
+    SessionRelays,
+    StreamAck,
 )
 from relayminer.sessions.model import (
     SessionSnapshot,
     SessionState,
     require_compute_units,
     require_id,
+    require_session_id,
 )
-from relayminer.sessions.store import SessionStore
+from relayminer.sessions.store import RedisSessionStore, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +108,57 @@ class SessionCoordinator:
             raise ClosedError("session coordinator is closed")
 
     # --- creation and accounting --------------------------------------------------------------
+    def _redis_store(self) -> RedisSessionStore:
+        if not isinstance(self.store, RedisSessionStore):
+            raise TypeError("batch accounting needs a RedisSessionStore")
+        return self.store
+
+    async def account_batch(
+        self,
+        sessions: Sequence[SessionRelays],
+        *,
+        dedup_ttl_seconds: int | None = None,
+        ack: StreamAck | None = None,
+    ) -> list[SessionOutcome]:
+        """Count relays of several sessions in one atomic step (dedup, creation, counters, and
+        with ``ack`` the stream's dead letters and acks), then move the metrics and fire the
+        created callback of each session this step created.
+
+        Raises :class:`~relayminer.sessions.accounting.ComputeUnitsOverflowError` or
+        :class:`~relayminer.errors.LeaseLostError` with nothing written."""
+        self._check_open()
+        store = self._redis_store()
+        for _attempt in range(3):
+            try:
+                outcomes = await store.accounting.run(
+                    sessions, dedup_ttl_seconds=dedup_ttl_seconds, ack=ack
+                )
+                break
+            except LegacySnapshot as legacy:  # an older miner's JSON snapshot: migrate, rerun
+                await store.migrate_legacy(legacy.session_id)
+        else:
+            raise StoreError("legacy session keys kept reappearing during accounting")
+        await self._after_accounting(sessions, outcomes)
+        return outcomes
+
+    async def _after_accounting(
+        self, sessions: Sequence[SessionRelays], outcomes: Sequence[SessionOutcome]
+    ) -> None:
+        for relays, outcome in zip(sessions, outcomes, strict=True):
+            if relays.dedup and outcome.status not in (STATUS_TERMINAL, STATUS_MISSING):
+                metrics.DEDUP_MARKED.inc(outcome.counted)
+                metrics.DEDUP_MISSES.inc(outcome.counted)
+                metrics.DEDUP_HITS.inc(outcome.duplicates)
+            if outcome.created and relays.create is not None:
+                service = relays.create.service_id
+                metrics.SESSIONS_CREATED.labels(
+                    supplier=self.supplier_address, service_id=service
+                ).inc()
+                metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier_address).inc()
+                callback = self._on_created
+                if callback is not None:
+                    await _call(callback, relays.create)
+
     async def on_relay_processed(
         self,
         session_id: str,
@@ -107,13 +169,14 @@ class SessionCoordinator:
         session_start_height: int,
         session_end_height: int,
     ) -> None:
-        """Count one relay, creating the session first if this is its first relay.
+        """Count one relay, creating the session first if this is its first relay: the
+        accounting step of :meth:`account_batch` on a batch of one (no relay hash, so no dedup).
 
-        Missing metadata (empty supplier or service) cannot create a session: the increment
-        then fails with :class:`SessionNotFoundError`. A terminal session skips the relay.
+        Missing metadata (empty supplier or service) cannot create a session: the relay then
+        fails with :class:`SessionNotFoundError`. A terminal session skips the relay.
         """
         self._check_open()
-        sid = require_id("session_id", session_id)
+        sid = require_session_id(session_id)
         require_compute_units(compute_units)
         _check_metadata(
             supplier_address,
@@ -122,31 +185,42 @@ class SessionCoordinator:
             session_start_height,
             session_end_height,
         )
-        try:
-            existing = await self.store.get(sid)
-        except RelayMinerError as err:  # only an optimisation: creation below is atomic
-            log.warning("session lookup failed", extra={"session_id": sid, "error": str(err)})
-            existing = None
-        if existing is None:
-            if not supplier_address or not service_id:
-                log.warning(
-                    "session not found and missing metadata to create it",
-                    extra={"session_id": sid},
-                )
-            else:
-                try:
-                    await self.on_session_created(
-                        sid,
-                        supplier_address,
-                        service_id,
-                        application_address,
-                        session_start_height,
-                        session_end_height,
-                    )
-                except RelayMinerError as err:
-                    log.warning(
-                        "session creation failed", extra={"session_id": sid, "error": str(err)}
-                    )
+        create: SessionSnapshot | None = None
+        if supplier_address and service_id:
+            create = SessionSnapshot(
+                session_id=sid,
+                supplier_operator_address=supplier_address,
+                service_id=service_id,
+                application_address=application_address,
+                session_start_height=session_start_height,
+                session_end_height=session_end_height,
+                state=SessionState.ACTIVE,
+            )
+            create.validate()
+        else:
+            log.warning(
+                "missing metadata to create a session: counting only if it exists",
+                extra={"session_id": sid},
+            )
+        if not isinstance(self.store, RedisSessionStore):
+            await self._count_with_protocol(sid, compute_units, create)
+            return
+        relays = SessionRelays(sid, [compute_units], dedup=False, create=create)
+        (outcome,) = await self.account_batch([relays])
+        if outcome.status == STATUS_MISSING:
+            raise SessionNotFoundError(sid)
+        if outcome.status == STATUS_TERMINAL:
+            log.info("late relay for a terminal session skipped", extra={"session_id": sid})
+
+    async def _count_with_protocol(
+        self, sid: str, compute_units: int, create: SessionSnapshot | None
+    ) -> None:
+        """The same semantics on any other :class:`SessionStore` (create, then increment)."""
+        if create is not None and await self.store.create_if_absent(create):
+            await self._after_accounting(
+                [SessionRelays(sid, [compute_units], dedup=False, create=create)],
+                [SessionOutcome(sid, True, 0, 0, 1)],
+            )
         try:
             await self.store.increment_relay_count(sid, compute_units)
         except SessionTerminalError:
@@ -207,6 +281,11 @@ class SessionCoordinator:
             raise TypeError("claim_root_hash must be bytes")
         if not isinstance(claim_tx_hash, str):
             raise TypeError("claim_tx_hash must be a str")
+        if isinstance(self.store, RedisSessionStore):
+            # One script: the read and the write are atomic and fenced.
+            sid = require_session_id(session_id)
+            await self.store.record_claim(sid, claim_root_hash, claim_tx_hash)
+            return
         snapshot = await self._require(session_id)
         snapshot.claimed_root_hash = claim_root_hash
         snapshot.claim_tx_hash = claim_tx_hash
@@ -218,6 +297,10 @@ class SessionCoordinator:
         self._check_open()
         if not isinstance(proof_tx_hash, str):
             raise TypeError("proof_tx_hash must be a str")
+        if isinstance(self.store, RedisSessionStore):
+            sid = require_session_id(session_id)
+            await self.store.record_proof_tx(sid, proof_tx_hash)
+            return
         snapshot = await self._require(session_id)
         snapshot.proof_tx_hash = proof_tx_hash
         await self.store.save(snapshot)

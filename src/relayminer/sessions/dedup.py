@@ -6,6 +6,11 @@ the full window, ``ttl_blocks * block_time_seconds`` (the Go miner ignores its c
 always uses 300 s; this one honours it: the relay worker needs the set to outlive the session's
 claim window, because the set is its exactly-once gate).
 
+The relay worker does not call these methods: its accounting step
+(:mod:`relayminer.sessions.accounting`) adds the hashes to the same sets inside the script that
+counts and acks, and moves this module's hit, miss and mark metrics. ``is_duplicate`` is a plain
+read (SISMEMBER); ``mark_processed`` marks without counting, which no accounting step does.
+
 ``is_duplicate`` fails open: on a Redis error it logs, counts and answers ``False`` so the relay
 is processed (the SMST insert is idempotent). Marking propagates errors.
 """
@@ -22,6 +27,7 @@ from redis.exceptions import RedisError
 
 from relayminer import metrics
 from relayminer.errors import ClosedError, StoreError
+from relayminer.keys import KeyBuilder
 from relayminer.sessions.model import require_id
 
 log = logging.getLogger(__name__)
@@ -73,10 +79,11 @@ class RedisDeduplicator:
     def __init__(self, redis: Redis, config: DeduplicatorConfig | None = None) -> None:
         self._redis = redis
         self.config = config if config is not None else DeduplicatorConfig()
+        self._keys = KeyBuilder().with_prefixes(dedup_prefix=self.config.key_prefix)
         self._closed = False
 
     def key(self, session_id: str) -> str:
-        return f"{self.config.key_prefix}:session:{require_id('session_id', session_id)}"
+        return self._keys.miner_dedup_session_key(require_id("session_id", session_id))
 
     async def is_duplicate(self, relay_hash: bytes, session_id: str) -> bool:
         member = _require_hash(relay_hash)

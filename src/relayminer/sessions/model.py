@@ -147,6 +147,38 @@ def require_id(name: str, value: object) -> str:
     return value
 
 
+#: Session ids that would name another key of the supplier (``{P}:{supplier}:index``).
+RESERVED_SESSION_IDS = frozenset({"index"})
+
+
+def session_id_problem(session_id: str) -> str | None:
+    """Why ``session_id`` cannot be a session id, or None.
+
+    The session key is ``{prefix}:{supplier}:{session_id}``: ``index`` is the supplier index
+    key, ``state:{state}`` a state index key, and any ``:`` lets an id reach another key's
+    namespace, so both are refused; control characters too (never in a poktroll session id,
+    which is hex). The full rule and why: ``docs/failure-behaviour.md``.
+    """
+    if not session_id:
+        return "session_id is required"
+    if session_id in RESERVED_SESSION_IDS:
+        return f"session_id {session_id!r} is reserved (it names the supplier's index key)"
+    if ":" in session_id:
+        return f"session_id {session_id[:80]!r} contains ':' (it could name another key)"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in session_id):
+        return f"session_id {session_id[:80]!r} contains a control character"
+    return None
+
+
+def require_session_id(value: object, name: str = "session_id") -> str:
+    """Validate a session id argument: :func:`require_id` plus :func:`session_id_problem`."""
+    sid = require_id(name, value)
+    problem = session_id_problem(sid)
+    if problem is not None:
+        raise ValueError(problem)
+    return sid
+
+
 def require_compute_units(value: object, name: str = "compute_units") -> int:
     """Validate compute units: an int in [0, 2^63-1], the range HINCRBY holds exactly."""
     _require_int(name, value, 0, MAX_INT64)

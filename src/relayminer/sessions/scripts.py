@@ -6,9 +6,10 @@ multi-step change to a session either happens completely or not at all.
 
 Conventions:
 - ``TYPE`` decides between the hash layout, a legacy JSON string and a missing key.
-- Counters move only in :data:`INCREMENT_RELAY_COUNT` (and the relay worker's accounting script),
-  with HINCRBY of the exact decimal string passed in ARGV: no Lua number ever touches them, so
-  compute units are exact up to 2^63-1.
+- Counters move only in the accounting script (:mod:`relayminer.sessions.accounting`), with
+  HINCRBY of exact decimal strings: compute units are exact up to 2^63-1.
+- Every script that writes a supplier's state checks the lease (fence) token first and the type
+  of every key it writes before its first write: a failing script changes nothing.
 - Scripts that must maintain a state index derive the old state's index key from a prefix in
   ARGV. All keys of a supplier live on one Redis instance (the Go layout has no cluster hash
   tags either).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from relayminer.sessions.model import TERMINAL_STATES
 
-_TERMINAL_TABLE = (
+TERMINAL_TABLE = (
     "local TERMINAL = {"
     + ", ".join(f"[{state.value!r}] = true" for state in sorted(TERMINAL_STATES))
     + "}\n"
@@ -32,226 +33,209 @@ if t == 'string' then return {t, redis.call('GET', KEYS[1])} end
 return {t}
 """
 
-#: KEYS[1] session hash, KEYS[2] supplier index, KEYS[3] state index.
-#: ARGV[1] ttl, ARGV[2] session id, ARGV[3..] field/value pairs (counters included).
-#: First write wins: returns 1 when created, 0 when the key already exists (hash or legacy).
-CREATE_IF_ABSENT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-return 1
-"""
-
-#: Upsert of a whole snapshot. KEYS[1] session hash, KEYS[2] supplier index, KEYS[3] new state
-#: index. ARGV[1] ttl, ARGV[2] session id, ARGV[3] new state, ARGV[4] state index prefix,
-#: ARGV[5] n = number of metadata values (2 x fields), ARGV[6..5+n] metadata pairs,
-#: ARGV[6+n..9+n] the two counter pairs, ARGV[10+n..] stale optional fields to delete.
-#: Existing hash: metadata only (counters untouched), stale fields deleted. Legacy string:
-#: replaced by the full hash. Missing: full hash. Returns the previous state ('' if none).
-SAVE_SNAPSHOT = """
-local n = tonumber(ARGV[5])
-local meta = {}
-for i = 6, 5 + n do meta[#meta + 1] = ARGV[i] end
-local full = {}
-for i = 6, 9 + n do full[#full + 1] = ARGV[i] end
-local t = redis.call('TYPE', KEYS[1])['ok']
-local old = ''
-if t == 'hash' then
-  old = redis.call('HGET', KEYS[1], 'state') or ''
-  redis.call('HSET', KEYS[1], unpack(meta))
-  if #ARGV >= 10 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 10 + n)) end
-elseif t == 'string' then
-  local ok, doc = pcall(cjson.decode, redis.call('GET', KEYS[1]))
-  if ok and type(doc) == 'table' and type(doc['state']) == 'string' then old = doc['state'] end
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(full))
-elseif t == 'none' then
-  redis.call('HSET', KEYS[1], unpack(full))
-else
-  return redis.error_reply('unexpected redis type for session key ' .. KEYS[1] .. ': ' .. t)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-if old ~= '' and old ~= ARGV[3] then redis.call('SREM', ARGV[4] .. old, ARGV[2]) end
-return old
-"""
-
-#: KEYS[1] session hash, KEYS[2] new state index. ARGV[1] new state, ARGV[2] now,
-#: ARGV[3] ttl, ARGV[4] state index prefix, ARGV[5] session id.
-#: Returns {0, old state} | {1, ''} missing | {2, ''} legacy string (caller migrates).
-UPDATE_STATE = """
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'none' then return {1, ''} end
-if t ~= 'hash' then return {2, ''} end
-local old = redis.call('HGET', KEYS[1], 'state') or ''
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'last_updated_at', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if old ~= ARGV[1] then
-  redis.call('SADD', KEYS[2], ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if old ~= '' then redis.call('SREM', ARGV[4] .. old, ARGV[5]) end
-end
-return {0, old}
-"""
-
-#: KEYS[1] session hash. ARGV[1] ttl, ARGV[2..] field/value pairs.
-#: Writes only into an existing hash: returns 0 written, 1 missing, 2 legacy string.
-UPDATE_EXISTING = """
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'none' then return 1 end
-if t ~= 'hash' then return 2 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 0
-"""
-
-#: KEYS[1] session hash. ARGV[1] compute units (exact decimal), ARGV[2] now, ARGV[3] ttl.
-#: Returns 0 counted, 1 missing, 2 terminal (nothing moved), 3 legacy string (caller migrates).
-#: total_compute_units is incremented first: an int64 overflow fails before anything moved.
-INCREMENT_RELAY_COUNT = (
-    _TERMINAL_TABLE
-    + """
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'none' then return 1 end
-if t ~= 'hash' then return 3 end
-local state = redis.call('HGET', KEYS[1], 'state')
-if state and TERMINAL[state] then return 2 end
-redis.call('HINCRBY', KEYS[1], 'total_compute_units', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'relay_count', 1)
-redis.call('HSET', KEYS[1], 'last_updated_at', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 0
-"""
-)
-
 #: Fencing prelude shared by every script that writes on behalf of a supplier owner. When a fence
 #: token is given, the supplier's lease key must still hold it, or nothing is written.
-_FENCE = """
+FENCE_PRELUDE = """
 local function fenced(key, token)
   if token == '' then return false end
   return redis.call('GET', key) ~= token
 end
 """
 
-#: The relay worker's exactly-once step for one batch (one atomic script):
-#: for each relay, SADD its hash to the session's dedup set and count it only if it was new;
-#: create each session's snapshot on first sight (first write wins, as CREATE_IF_ABSENT); skip
-#: counting for terminal sessions; dead-letter the rejected entries; ack + delete every entry.
-#:
-#: KEYS: [1] stream, [2] dead-letter stream, [3] supplier index, [4] active-state index,
-#:       [5] lease (fence) key, then per session i: [6+2(i-1)] session hash, [7+2(i-1)] dedup set.
-#: ARGV: [1] group, [2] ack mode ('xackdel' | 'xack'), [3] session ttl, [4] dedup ttl,
-#:       [5] fence token ('' = unfenced), [6] now (RFC3339Nano), [7] number of sessions, then per
-#:       session: session id, n = #metadata values, n metadata values (full hash encoding, counters
-#:       0), g = #cu groups, then per group: cu (decimal), k, k relay hashes.
-#:       Then a = #ack ids, a ids; then d = #dead entries, per entry: f = #field values, f values.
-#: Returns {'LEGACY', session index} before any write when a session key is a legacy string;
-#: error 'FENCED' before any write when the lease moved; otherwise one {created, counted
-#: relays, status} triple per session (status 0 counted, 1 terminal: nothing counted).
-ACCOUNT_BATCH = (
-    _TERMINAL_TABLE
-    + _FENCE
+#: Session-store scripts share one convention: KEYS[1] is the lease (fence) key and ARGV[1] the
+#: fence token ('' = unfenced); every key a script writes has its type checked before the first
+#: write, so a script that fails has changed nothing.
+_STORE_PRELUDE = (
+    FENCE_PRELUDE
     + """
-if fenced(KEYS[5], ARGV[5]) then return redis.error_reply('FENCED lease lost') end
-local nsess = tonumber(ARGV[7])
--- pass 1: parse and validate, no writes
-local sessions = {}
-local p = 8
-for i = 1, nsess do
-  local s = {sid = ARGV[p], key = KEYS[6 + 2 * (i - 1)], dedup = KEYS[7 + 2 * (i - 1)]}
-  local n = tonumber(ARGV[p + 1])
-  s.meta_from, s.meta_to = p + 2, p + 1 + n
-  p = p + 2 + n
-  local g = tonumber(ARGV[p]); p = p + 1
-  s.groups = {}
-  for j = 1, g do
-    local k = tonumber(ARGV[p + 1])
-    s.groups[j] = {cu = ARGV[p], from = p + 2, to = p + 1 + k}
-    p = p + 2 + k
-  end
-  local t = redis.call('TYPE', s.key)['ok']
-  if t == 'string' then return {'LEGACY', i} end
-  if t ~= 'hash' and t ~= 'none' then
-    return redis.error_reply('unexpected redis type for session key ' .. s.key .. ': ' .. t)
-  end
-  s.exists = (t == 'hash')
-  sessions[i] = s
+if fenced(KEYS[1], ARGV[1]) then return redis.error_reply('FENCED lease lost') end
+local function need(key, ...)
+  local t = redis.call('TYPE', key)['ok']
+  for _, ok in ipairs({...}) do if t == ok then return t end end
+  error('unexpected redis type for ' .. key .. ': ' .. t .. ' (nothing changed)')
 end
-local nack = tonumber(ARGV[p]); local ack_from = p + 1; p = p + 1 + nack
-local ndead = tonumber(ARGV[p]); p = p + 1
--- pass 2: writes
-local out = {}
-for i = 1, nsess do
-  local s = sessions[i]
-  local created = 0
-  if not s.exists then
-    redis.call('HSET', s.key, unpack(ARGV, s.meta_from, s.meta_to))
-    redis.call('SADD', KEYS[3], s.sid)
-    redis.call('EXPIRE', KEYS[3], ARGV[3])
-    redis.call('SADD', KEYS[4], s.sid)
-    redis.call('EXPIRE', KEYS[4], ARGV[3])
-    created = 1
-  end
-  local state = redis.call('HGET', s.key, 'state')
-  local counted, status = 0, 0
-  if state and TERMINAL[state] then
-    status = 1
-  else
-    for _, grp in ipairs(s.groups) do
-      local new = 0
-      for r = grp.from, grp.to do new = new + redis.call('SADD', s.dedup, ARGV[r]) end
-      if new > 0 then
-        local cu = tonumber(grp.cu)
-        if cu * new < 9007199254740992 then
-          redis.call('HINCRBY', s.key, 'total_compute_units', string.format('%.0f', cu * new))
-        else
-          for _ = 1, new do redis.call('HINCRBY', s.key, 'total_compute_units', grp.cu) end
-        end
-        counted = counted + new
-      end
-    end
-    redis.call('EXPIRE', s.dedup, ARGV[4])
-    if counted > 0 then
-      redis.call('HINCRBY', s.key, 'relay_count', counted)
-      redis.call('HSET', s.key, 'last_updated_at', ARGV[6])
-    end
-  end
-  redis.call('EXPIRE', s.key, ARGV[3])
-  out[#out + 1] = created
-  out[#out + 1] = counted
-  out[#out + 1] = status
-end
-for _ = 1, ndead do
-  local f = tonumber(ARGV[p])
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, p + 1, p + f))
-  p = p + 1 + f
-end
-if nack > 0 then
-  if ARGV[2] == 'xackdel' then
-    redis.call('XACKDEL', KEYS[1], ARGV[1], 'DELREF', 'IDS', nack,
-               unpack(ARGV, ack_from, ack_from + nack - 1))
-  else
-    redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, ack_from, ack_from + nack - 1))
-    redis.call('XDEL', KEYS[1], unpack(ARGV, ack_from, ack_from + nack - 1))
-  end
-end
-return out
 """
 )
+
+#: KEYS[2] session hash, KEYS[3] supplier index, KEYS[4] state index.
+#: ARGV[2] ttl, ARGV[3] session id, ARGV[4..] field/value pairs (counters included).
+#: First write wins: returns 1 when created, 0 when the key already exists (hash or legacy).
+CREATE_IF_ABSENT = (
+    _STORE_PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+need(KEYS[3], 'set', 'none'); need(KEYS[4], 'set', 'none')
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[2])
+return 1
+"""
+)
+
+#: Upsert of a whole snapshot. KEYS[2] session hash, KEYS[3] supplier index, KEYS[4] new state
+#: index. ARGV[2] ttl, ARGV[3] session id, ARGV[4] new state, ARGV[5] state index prefix,
+#: ARGV[6] n = number of metadata values (2 x fields), ARGV[7..6+n] metadata pairs,
+#: ARGV[7+n..10+n] the two counter pairs, ARGV[11+n..] stale optional fields to delete.
+#: Existing hash: metadata only (counters untouched), stale fields deleted. Legacy string:
+#: replaced by the full hash. Missing: full hash. Returns the previous state ('' if none).
+SAVE_SNAPSHOT = (
+    _STORE_PRELUDE
+    + """
+local n = tonumber(ARGV[6])
+local meta = {}
+for i = 7, 6 + n do meta[#meta + 1] = ARGV[i] end
+local full = {}
+for i = 7, 10 + n do full[#full + 1] = ARGV[i] end
+local t = need(KEYS[2], 'hash', 'string', 'none')
+local old = ''
+if t == 'hash' then
+  old = redis.call('HGET', KEYS[2], 'state') or ''
+elseif t == 'string' then
+  local ok, doc = pcall(cjson.decode, redis.call('GET', KEYS[2]))
+  if ok and type(doc) == 'table' and type(doc['state']) == 'string' then old = doc['state'] end
+end
+need(KEYS[3], 'set', 'none'); need(KEYS[4], 'set', 'none')
+if old ~= '' and old ~= ARGV[4] then need(ARGV[5] .. old, 'set', 'none') end
+if t == 'hash' then
+  redis.call('HSET', KEYS[2], unpack(meta))
+  if #ARGV >= 11 + n then redis.call('HDEL', KEYS[2], unpack(ARGV, 11 + n)) end
+else
+  if t == 'string' then redis.call('DEL', KEYS[2]) end
+  redis.call('HSET', KEYS[2], unpack(full))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[2])
+if old ~= '' and old ~= ARGV[4] then redis.call('SREM', ARGV[5] .. old, ARGV[3]) end
+return old
+"""
+)
+
+#: KEYS[2] session hash, KEYS[3] new state index. ARGV[2] new state, ARGV[3] now,
+#: ARGV[4] ttl, ARGV[5] state index prefix, ARGV[6] session id, ARGV[7..] more field/value
+#: pairs to set with the state (a claim's root and tx hash).
+#: Returns {0, old state} | {1, ''} missing | {2, ''} legacy string (caller migrates).
+UPDATE_STATE = (
+    _STORE_PRELUDE
+    + """
+local t = need(KEYS[2], 'hash', 'string', 'none')
+if t == 'none' then return {1, ''} end
+if t ~= 'hash' then return {2, ''} end
+local old = redis.call('HGET', KEYS[2], 'state') or ''
+if old ~= ARGV[2] then
+  need(KEYS[3], 'set', 'none')
+  if old ~= '' then need(ARGV[5] .. old, 'set', 'none') end
+end
+redis.call('HSET', KEYS[2], 'state', ARGV[2], 'last_updated_at', ARGV[3])
+if #ARGV >= 7 then redis.call('HSET', KEYS[2], unpack(ARGV, 7)) end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if old ~= ARGV[2] then
+  redis.call('SADD', KEYS[3], ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  if old ~= '' then redis.call('SREM', ARGV[5] .. old, ARGV[6]) end
+end
+return {0, old}
+"""
+)
+
+#: KEYS[2] session hash. ARGV[2] ttl, ARGV[3..] field/value pairs.
+#: Writes only into an existing hash: returns 0 written, 1 missing, 2 legacy string.
+UPDATE_EXISTING = (
+    _STORE_PRELUDE
+    + """
+local t = need(KEYS[2], 'hash', 'string', 'none')
+if t == 'none' then return 1 end
+if t ~= 'hash' then return 2 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 0
+"""
+)
+
+#: KEYS[2] session hash, KEYS[3] supplier index. ARGV[2] session id, ARGV[3..] every state index
+#: key. Deletes the snapshot and its id from every index.
+DELETE_SESSION = (
+    _STORE_PRELUDE
+    + """
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+for i = 3, #ARGV do
+  if redis.call('TYPE', ARGV[i])['ok'] == 'set' then redis.call('SREM', ARGV[i], ARGV[2]) end
+end
+return 1
+"""
+)
+
+#: Fenced writes of the rebroadcast entries and the SMST housekeeping share this shape.
+#: KEYS[1] lease key, ARGV[1] token; KEYS[2] hash, KEYS[3] index set. ARGV[2] ttl, ARGV[3]
+#: field, ARGV[4] value, ARGV[5] index member.
+REBROADCAST_PUT = (
+    _STORE_PRELUDE
+    + """
+need(KEYS[2], 'hash', 'none'); need(KEYS[3], 'set', 'none')
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
+"""
+)
+
+#: KEYS[1] lease key, KEYS[2] hash, KEYS[3] index. ARGV[1] token, ARGV[2] field ('' = none),
+#: ARGV[3] index member. HDEL the entry, and drop the group from the index once its hash is empty.
+REBROADCAST_DELETE = (
+    _STORE_PRELUDE
+    + """
+if ARGV[2] ~= '' then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
+return 1
+"""
+)
+
+#: KEYS[1] lease key, KEYS[2..] keys to delete. ARGV[1] token.
+FENCED_DELETE = (
+    _STORE_PRELUDE
+    + """
+return redis.call('DEL', unpack(KEYS, 2))
+"""
+)
+
+#: KEYS[1] lease key, KEYS[2] key. ARGV[1] token, ARGV[2] value, ARGV[3] ttl.
+FENCED_SET = (
+    _STORE_PRELUDE
+    + """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+)
+
+#: KEYS[1] failure hash. ARGV[1] ttl, ARGV[2] cause, ARGV[3..] entry ids. Each field holds
+#: "<count>\t<last cause>"; returns the new counts. (Advisory bookkeeping of the retry cap: not
+#: fenced, never touches a counter.)
+RECORD_FAILURES = """
+local out = {}
+for i = 3, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  local n = 1
+  if v then n = (tonumber(string.match(v, '^(%d+)')) or 0) + 1 end
+  redis.call('HSET', KEYS[1], ARGV[i], n .. '\\t' .. ARGV[2])
+  out[#out + 1] = n
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return out
+"""
 
 #: Seal a tree for its claim: ``root`` := ``live_root`` (the empty root when there is none) unless
 #: already sealed; later commits are refused. Returns the sealed 48-byte root.
 #: KEYS: [1] root, [2] live_root, [3] nodes, [4] lease (fence) key.
 #: ARGV: [1] ttl, [2] the empty root (48 zero bytes), [3] fence token.
 SMST_SEAL = (
-    _FENCE
+    FENCE_PRELUDE
     + """
 if fenced(KEYS[4], ARGV[3]) then return redis.error_reply('FENCED lease lost') end
 local sealed = redis.call('GET', KEYS[1])
@@ -317,6 +301,39 @@ for a = 3, #ARGV do
     end
   end
   if closest and sib and sib ~= PLACEHOLDER then fetch(sib) end
+end
+return out
+"""
+
+#: Pending entries, read without counting a delivery (a restart or a reclaim by the miner itself
+#: is not a delivery the entry caused: ``docs/failure-behaviour.md``).
+#: KEYS[1] stream. ARGV[1] group, ARGV[2] consumer, ARGV[3] mode ('own' | 'claim'), ARGV[4]
+#: start id, ARGV[5] count, ARGV[6] min idle ms (claim mode).
+#: 'own': this consumer's pending entries after ARGV[4] (XPENDING + XRANGE). 'claim': XAUTOCLAIM
+#: ... JUSTID (which does not increment the delivery counter) + XRANGE.
+#: Returns {cursor, id1, deliveries1, fields1 | {} when deleted, id2, ...}; cursor '0-0': done.
+READ_PENDING = """
+local ids, cursor = {}, '0-0'
+if ARGV[3] == 'own' then
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[4], '+', tonumber(ARGV[5]) + 1, ARGV[2])
+  for _, e in ipairs(p) do
+    if e[1] ~= ARGV[4] and #ids < tonumber(ARGV[5]) then ids[#ids + 1] = e[1] end
+  end
+  if #ids > 0 then cursor = ids[#ids] end
+else
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[6], ARGV[4],
+                       'COUNT', ARGV[5], 'JUSTID')
+  cursor, ids = r[1], r[2]
+end
+local out = {cursor}
+for _, id in ipairs(ids) do
+  local info = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  local deliveries = 1
+  if info[1] then deliveries = info[1][4] end
+  local entry = redis.call('XRANGE', KEYS[1], id, id)
+  out[#out + 1] = id
+  out[#out + 1] = deliveries
+  if entry[1] then out[#out + 1] = entry[1][2] else out[#out + 1] = {} end
 end
 return out
 """

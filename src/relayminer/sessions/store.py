@@ -20,8 +20,12 @@ every write refreshes the TTL of the keys it touches. Differences from the Go st
 - compute units reach HINCRBY as an exact decimal string; values outside [0, 2^63-1] raise
   before any counter moves (API.md fix 6);
 - ``delete`` removes the id from every state index, so no stale index entry survives it;
-- the 48-byte root rule applies to legacy JSON too; a session id of ``index`` is rejected (its
-  key would be the supplier index).
+- the 48-byte root rule applies to legacy JSON too; a session id that would make the session
+  key name another key of the supplier (``index``, anything with ``:``) is rejected
+  (:func:`relayminer.sessions.model.require_session_id`);
+- with a :class:`~relayminer.runtime.leases.Fence`, every write checks the lease token inside
+  its own script and raises :class:`LeaseLostError` (nothing written) once the lease moved;
+- relays are counted by the one accounting script (:mod:`relayminer.sessions.accounting`).
 """
 
 from __future__ import annotations
@@ -37,12 +41,23 @@ from redis.exceptions import RedisError
 from relayminer import metrics
 from relayminer.errors import (
     ClosedError,
+    LeaseLostError,
     SessionDecodeError,
     SessionNotFoundError,
     SessionTerminalError,
     StoreError,
 )
+from relayminer.keys import KeyBuilder
+from relayminer.runtime.leases import Fence
 from relayminer.sessions import scripts
+from relayminer.sessions.accounting import (
+    STATUS_MISSING,
+    STATUS_TERMINAL,
+    BatchAccounting,
+    ComputeUnitsOverflowError,
+    LegacySnapshot,
+    SessionRelays,
+)
 from relayminer.sessions.model import (
     COUNTER_FIELDS,
     SessionSnapshot,
@@ -52,6 +67,7 @@ from relayminer.sessions.model import (
     encode_hash,
     require_compute_units,
     require_id,
+    require_session_id,
     stale_optional_fields,
 )
 from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
@@ -95,10 +111,7 @@ class SessionStore(Protocol):
 
 
 def _session_id(session_id: object) -> str:
-    sid = require_id("session_id", session_id)
-    if sid == "index":
-        raise ValueError("session_id 'index' is reserved: it would collide with the index key")
-    return sid
+    return require_session_id(session_id)
 
 
 def _coerce_state(state: object) -> SessionState:
@@ -122,11 +135,14 @@ def _flatten(fields: dict[str, bytes]) -> list[bytes | str]:
 class RedisSessionStore:
     """The Redis implementation of :class:`SessionStore` for one supplier."""
 
-    def __init__(self, redis: Redis, config: SessionStoreConfig) -> None:
+    def __init__(
+        self, redis: Redis, config: SessionStoreConfig, *, fence: Fence | None = None
+    ) -> None:
         self._redis = redis
         self.config = config
         self.supplier = config.supplier_address
-        self._base = f"{config.key_prefix}:{config.supplier_address}"
+        self.keys = KeyBuilder().with_prefixes(sessions_prefix=config.key_prefix)
+        self.fence = fence
         self._ttl = config.session_ttl_seconds
         self._closed = False
         self._read = redis.register_script(scripts.READ_SNAPSHOT)
@@ -134,20 +150,36 @@ class RedisSessionStore:
         self._save = redis.register_script(scripts.SAVE_SNAPSHOT)
         self._update_state = redis.register_script(scripts.UPDATE_STATE)
         self._update_existing = redis.register_script(scripts.UPDATE_EXISTING)
-        self._increment = redis.register_script(scripts.INCREMENT_RELAY_COUNT)
+        self._delete = redis.register_script(scripts.DELETE_SESSION)
+        self.accounting = BatchAccounting(
+            redis, self.supplier, self.keys, session_ttl_seconds=self._ttl, fence=fence
+        )
+
+    def with_keys(self, keys: KeyBuilder) -> RedisSessionStore:
+        """Use ``keys`` for every key that is not a session key (dedup sets, the lease key of
+        the accounting step); session keys keep this store's configured prefix."""
+        self.keys = keys.with_prefixes(sessions_prefix=self.config.key_prefix)
+        self.accounting.keys = self.keys
+        return self
 
     # --- keys -------------------------------------------------------------------------------
     def session_key(self, session_id: str) -> str:
-        return f"{self._base}:{session_id}"
+        return self.keys.miner_session_key(self.supplier, session_id)
 
     def index_key(self) -> str:
-        return f"{self._base}:index"
+        return self.keys.miner_sessions_index_key(self.supplier)
 
     def state_index_key(self, state: SessionState | str) -> str:
-        return f"{self._base}:state:{state}"
+        value = state.value if isinstance(state, SessionState) else state
+        return self.keys.miner_session_state_index_key(self.supplier, value)
 
     def _state_index_prefix(self) -> str:
-        return f"{self._base}:state:"
+        return self.keys.miner_session_state_index_prefix(self.supplier)
+
+    def _fence_args(self) -> tuple[str, str]:
+        if self.fence is None:
+            return self.keys.miner_claim_key(self.supplier), ""
+        return self.fence.key, self.fence.token
 
     # --- writes -----------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -193,7 +225,7 @@ class RedisSessionStore:
             *_flatten(counters),
             *stale_optional_fields(snapshot),
         ]
-        await self._run("save session snapshot", self._save, keys, args)
+        await self._write_script("save session snapshot", self._save, keys, args)
         metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
 
     async def create_if_absent(self, snapshot: SessionSnapshot) -> bool:
@@ -201,7 +233,7 @@ class RedisSessionStore:
         caller that created it; the hash and both index entries are written atomically."""
         self._check_open()
         sid, fields, keys = self._prepare(snapshot)
-        created = await self._run(
+        created = await self._write_script(
             "create-if-absent session snapshot",
             self._create,
             keys,
@@ -218,13 +250,37 @@ class RedisSessionStore:
         now = format_rfc3339nano(utc_now())
         keys = [self.session_key(sid), self.state_index_key(state)]
         args = [state.value, now, self._ttl, self._state_index_prefix(), sid]
-        code, _old = await self._run("update session state", self._update_state, keys, args)
+        code, _old = await self._write_script(
+            "update session state", self._update_state, keys, args
+        )
         if code == 1:
             raise SessionNotFoundError(sid)
         if code == 2:
             legacy = await self._read_legacy(sid)
             legacy.state = state
             await self._write(legacy)
+
+    async def record_claim(self, session_id: str, root: bytes, claim_tx_hash: str) -> None:
+        """State ``claimed`` with the claimed root and tx hash in one script, so reading the
+        session and writing the claim are atomic (and fenced)."""
+        sid = _session_id(session_id)
+        state = SessionState.CLAIMED
+        now = format_rfc3339nano(utc_now())
+        keys = [self.session_key(sid), self.state_index_key(state)]
+        fields: list[Any] = ["claimed_root_hash", root]
+        if claim_tx_hash:
+            fields += ["claim_tx_hash", claim_tx_hash]
+        args = [state.value, now, self._ttl, self._state_index_prefix(), sid, *fields]
+        for attempt in (1, 2):
+            code, _old = await self._write_script("record claim", self._update_state, keys, args)
+            if code == 0:
+                metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
+                return
+            if code == 1:
+                raise SessionNotFoundError(sid)
+            if attempt == 1:
+                await self._migrate(sid)
+        raise StoreError(f"failed to record claim: legacy key {sid} still present")
 
     async def update_settlement_metadata(self, session_id: str, outcome: str, height: int) -> None:
         sid = _session_id(session_id)
@@ -246,11 +302,23 @@ class RedisSessionStore:
             sid, {"last_wal_entry_id": wal_entry_id.encode()}, "update WAL position"
         )
 
+    async def record_proof_tx(self, session_id: str, proof_tx_hash: str) -> None:
+        """Record the proof's tx hash on an existing session (one fenced script)."""
+        sid = _session_id(session_id)
+        if not proof_tx_hash:  # an empty hash deletes the field: the snapshot path does that
+            snapshot = await self._read_legacy(sid)
+            snapshot.proof_tx_hash = ""
+            await self.save(snapshot)
+            return
+        await self._update_fields(sid, {"proof_tx_hash": proof_tx_hash.encode()}, "record proof")
+
     async def _update_fields(self, sid: str, fields: dict[str, bytes], what: str) -> None:
         fields = {**fields, "last_updated_at": format_rfc3339nano(utc_now()).encode()}
         args = [self._ttl, *_flatten(fields)]
         for attempt in (1, 2):
-            code = await self._run(what, self._update_existing, [self.session_key(sid)], args)
+            code = await self._write_script(
+                what, self._update_existing, [self.session_key(sid)], args
+            )
             if code == 0:
                 return
             if code == 1:
@@ -260,25 +328,33 @@ class RedisSessionStore:
         raise StoreError(f"failed to {what}: legacy key {sid} still present after migration")
 
     async def increment_relay_count(self, session_id: str, compute_units: int) -> None:
-        """Count one relay of ``compute_units``: atomic, refused for terminal sessions."""
+        """Count one relay of ``compute_units``: the accounting script on a batch of one (no
+        dedup, no creation). Refused for terminal sessions."""
         sid = _session_id(session_id)
         cu = require_compute_units(compute_units)
-        args = [cu, format_rfc3339nano(utc_now()), self._ttl]
+        outcome = await self.account_one(SessionRelays(sid, [cu], dedup=False))
+        if outcome == STATUS_MISSING:
+            raise SessionNotFoundError(sid)
+        if outcome == STATUS_TERMINAL:
+            raise SessionTerminalError(sid)
+
+    async def account_one(self, relays: SessionRelays) -> int:
+        """Run the accounting step for one session (migrating a legacy snapshot first) and
+        return its status."""
         for attempt in (1, 2):
-            code = await self._run(
-                "increment relay count", self._increment, [self.session_key(sid)], args
-            )
-            if code == 0:
-                return
-            if code == 1:
-                raise SessionNotFoundError(sid)
-            if code == 2:
-                raise SessionTerminalError(sid)
-            if code != 3:
-                raise StoreError(f"unexpected result from increment script: {code!r}")
-            if attempt == 1:
-                await self._migrate(sid)
-        raise StoreError(f"failed to increment relay count: legacy key {sid} still present")
+            try:
+                (outcome,) = await self.accounting.run([relays])
+            except LegacySnapshot:
+                if attempt == 2:
+                    break
+                await self._migrate(relays.session_id)
+                continue
+            except (RedisError, OSError, ComputeUnitsOverflowError) as err:
+                raise StoreError(f"failed to increment relay count: {err}") from err
+            if outcome.created:
+                metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
+            return outcome.status
+        raise StoreError(f"failed to count relays: legacy key {relays.session_id} still present")
 
     async def migrate_legacy(self, session_id: str) -> None:
         """Rewrite a legacy JSON snapshot as a hash (counters kept from the JSON); a no-op when
@@ -302,15 +378,13 @@ class RedisSessionStore:
     async def delete(self, session_id: str) -> None:
         """Delete the snapshot and remove its id from the supplier index and every state index."""
         sid = _session_id(session_id)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.session_key(sid))
-                pipe.srem(self.index_key(), sid)
-                for state in SessionState:
-                    pipe.srem(self.state_index_key(state), sid)
-                await pipe.execute()
-        except (RedisError, OSError) as err:
-            raise StoreError(f"failed to delete session snapshot {sid}: {err}") from err
+        states = [self.state_index_key(state) for state in SessionState]
+        await self._write_script(
+            "delete session snapshot",
+            self._delete,
+            [self.session_key(sid), self.index_key()],
+            [sid, *states],
+        )
 
     # --- reads ------------------------------------------------------------------------------
     async def get(self, session_id: str) -> SessionSnapshot | None:
@@ -384,4 +458,13 @@ class RedisSessionStore:
         try:
             return await script(keys=keys, args=list(args))
         except (RedisError, OSError) as err:
+            if "FENCED" in str(err):
+                raise LeaseLostError(f"lease of {self.supplier} lost: failed to {what}") from err
             raise StoreError(f"failed to {what}: {err}") from err
+
+    async def _write_script(
+        self, what: str, script: Callable[..., Any], keys: list[str], args: Sequence[Any]
+    ) -> Any:
+        """A write script: the lease key and token go first (scripts.py convention)."""
+        fence_key, token = self._fence_args()
+        return await self._run(what, script, [fence_key, *keys], [token, *args])

@@ -212,6 +212,8 @@ class RedisSMSTStore:
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
         self._max = max_cached_trees
         self._seal = redis.register_script(scripts.SMST_SEAL)
+        self._fenced_set = redis.register_script(scripts.FENCED_SET)
+        self._fenced_delete = redis.register_script(scripts.FENCED_DELETE)
         self._prefetch = redis.register_script(scripts.SMST_PREFETCH)
 
     # --- keys -------------------------------------------------------------------------------
@@ -464,7 +466,13 @@ class RedisSMSTStore:
             raise
         self.forget(sid)
         stats = f"{digest_count(root)}:{digest_sum(root)}"
-        await self._redis.set(self.stats_key(sid), stats, ex=self.ttl)
+        try:
+            await self._fenced_set(
+                keys=[fence_key, self.stats_key(sid)], args=[token, stats, self.ttl]
+            )
+        except ResponseError as err:
+            _raise_fenced(err)
+            raise
         return root
 
     async def sealed_root(self, sid: str) -> bytes | None:
@@ -492,11 +500,15 @@ class RedisSMSTStore:
                 await self._fetch_one(sid, store, missing.digest)
 
     async def delete(self, sid: str) -> None:
-        """Drop every SMST key of the session (after it settled or failed for good)."""
+        """Drop every SMST key of the session (after it settled or failed for good); fenced."""
         self.forget(sid)
-        await self._redis.delete(
-            self.nodes_key(sid), self.live_root_key(sid), self.root_key(sid), self.stats_key(sid)
-        )
+        fence_key, token = self._fence_args()
+        keys = [self.nodes_key(sid), self.live_root_key(sid), self.root_key(sid)]
+        try:
+            await self._fenced_delete(keys=[fence_key, *keys, self.stats_key(sid)], args=[token])
+        except ResponseError as err:
+            _raise_fenced(err)
+            raise
 
     async def load_trie(self, sid: str, root: bytes) -> SparseMerkleSumTrie:
         """The whole tree at ``root`` in memory (inspection and tests; not for the hot path)."""
