@@ -8,6 +8,7 @@ miner stops its pipelines and releases its leases. A second signal forces the st
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from relayminer.keys import KeyBuilder
 
 __all__ = ["run", "worker"]
+
+log = logging.getLogger("relayminer.cli")
 
 
 def _tracer() -> Callable[[str, int], None] | None:
@@ -110,6 +113,10 @@ def worker(
         redis = open_redis(redis_url)
         try:
             await check_redis(redis, redis_url)
+            log.info(
+                "worker started",
+                extra={"supplier": supplier, "namespace": ns.base_prefix, "url": redis_url},
+            )
             freezer = asyncio.create_task(run_gc_freezer(stop))
             try:
                 relay_worker = RelayWorker(redis, supplier, config, trace=_tracer())
