@@ -117,3 +117,67 @@ async def test_system_server_over_unix_socket() -> None:
             assert await client.ping() is True
         finally:
             await client.aclose()
+
+
+# --- its own session, owner file, stale directories (issue 14 items 2 and 3) ------------------
+
+
+def test_server_runs_in_its_own_session_and_records_its_owner() -> None:
+    import json
+
+    with start_server(use_unix_socket=True) as server:
+        assert os.getsid(server.pid) == server.pid != os.getsid(0)  # the terminal's ^C skips it
+        owner = json.loads((server.workdir / "owner.json").read_text())
+        assert owner["pid"] == os.getpid()
+        assert isinstance(owner["start_ticks"], int)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_clean_stale_workdirs_removes_only_dead_owners_directories(tmp_path: Path) -> None:
+    import json
+
+    from relayminer.runtime.embedded import WORKDIR_PREFIX, clean_stale_workdirs
+
+    def workdir(name: str, owner: dict[str, object] | str | None, age: float = 0.0) -> Path:
+        path = tmp_path / f"{WORKDIR_PREFIX}{name}"
+        path.mkdir()
+        if owner is not None:
+            text = owner if isinstance(owner, str) else json.dumps(owner)
+            (path / "owner.json").write_text(text)
+        if age:
+            old = path.stat().st_mtime - age
+            os.utime(path, (old, old))
+        return path
+
+    from relayminer.runtime.embedded import _process_start_ticks
+
+    me = os.getpid()
+    dead = workdir("dead", {"pid": _dead_pid(), "start_ticks": 1})
+    reused = workdir("reused", {"pid": me, "start_ticks": -5})  # our pid, another process
+    alive = workdir("alive", {"pid": me, "start_ticks": _process_start_ticks(me)})
+    legacy_old = workdir("legacy-old", None, age=3600)
+    legacy_new = workdir("legacy-new", None)
+    garbage = workdir("garbage", "{not json", age=3600)
+    in_use = workdir("in-use", {"pid": _dead_pid()})
+    other = tmp_path / "unrelated-dir"
+    other.mkdir()
+    # A process working in a directory (as a server does) keeps it, whatever the owner file says.
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], cwd=in_use, stdin=subprocess.PIPE
+    )
+    try:
+        assert Path(os.readlink(f"/proc/{sleeper.pid}/cwd")) == in_use.resolve()
+        removed = clean_stale_workdirs(tmp_path)
+    finally:
+        assert sleeper.stdin is not None
+        sleeper.stdin.close()
+        sleeper.wait()
+    assert sorted(removed) == sorted([dead, reused, legacy_old, garbage])
+    for kept in (alive, legacy_new, in_use, other):
+        assert kept.exists()
+    assert clean_stale_workdirs(tmp_path / "missing") == []

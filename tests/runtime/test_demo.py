@@ -253,7 +253,8 @@ def test_demo_cli_reports_an_unreachable_server() -> None:
     result = CliRunner().invoke(main, ["demo", "--json", "--redis-url", url])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert "relayminer demo: failed: ConnectionError" in result.stderr
+    assert result.stderr.startswith(f"relayminer demo: cannot reach Redis at {url} (")
+    assert result.stderr.count("\n") == 1  # one line, no traceback
 
 
 def test_demo_help() -> None:
@@ -337,3 +338,34 @@ def test_live_display_and_log_handler() -> None:
     assert "relays published / mined" in out.getvalue()
     assert "WARNING careful now" in out.getvalue()
     assert with_live_display(None)[0] is None
+
+
+async def test_watch_pause_waits_once_loading_has_ended() -> None:
+    """Regression (issue 14 item 4): a finished load task passed to ``asyncio.wait`` made every
+    pause return at once, a busy spin burning a core for the whole settling phase."""
+    import fakeredis
+
+    from relayminer.demo.runner import _Demo
+
+    client = fakeredis.FakeAsyncRedis(protocol=2)
+    demo = _Demo(client, DemoOptions(refresh_seconds=600), None, asyncio.Event())
+    load_done = asyncio.create_task(asyncio.sleep(0))
+    await load_done
+    miner_forever = asyncio.create_task(asyncio.Event().wait())
+    try:
+        pause = asyncio.create_task(demo._pause(load_done, miner_forever))
+        for _ in range(20):  # plenty of loop iterations: the old code returned after one
+            await asyncio.sleep(0)
+        assert not pause.done()
+        demo.live.wake.set()  # a lifecycle pass ended: the display refreshes
+        await asyncio.wait_for(pause, 10)
+        demo.live.wake.clear()
+        pause = asyncio.create_task(demo._pause(load_done, miner_forever))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not pause.done()
+        miner_forever.cancel()  # the miner died: the watch loop must notice at once
+        await asyncio.wait_for(pause, 10)
+    finally:
+        miner_forever.cancel()
+        await client.aclose()

@@ -237,13 +237,18 @@ def test_cli_on_an_empty_namespace(populated_url: tuple[str, Populated]) -> None
     )
 
 
-def test_cli_reports_an_unreachable_server() -> None:
+@pytest.mark.parametrize("view", ["sessions", "smst", "streams"])
+def test_cli_reports_an_unreachable_server_in_one_line(view: str) -> None:
     from relayminer.runtime.embedded import free_loopback_port
 
-    url = f"redis://127.0.0.1:{free_loopback_port()}/0"
-    result = CliRunner().invoke(main, ["inspect", "sessions", "--redis-url", url])
+    url = f"redis://:hunter2@127.0.0.1:{free_loopback_port()}/0"
+    result = CliRunner().invoke(main, ["inspect", view, "--redis-url", url])
     assert result.exit_code == 1
-    assert "cannot read" in result.output
+    assert result.stdout == ""
+    redacted = url.replace("hunter2", "***")
+    assert result.stderr.startswith(f"relayminer inspect {view}: cannot reach Redis at {redacted}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "hunter2" not in result.output
 
 
 def test_inspect_help() -> None:

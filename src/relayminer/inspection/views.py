@@ -30,6 +30,7 @@ from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from relayminer.smst.nodes import digest_count, digest_sum
 
 __all__ = [
+    "Row",
     "SessionRow",
     "SmstRow",
     "StreamRow",

@@ -4,6 +4,10 @@ Call sites log with ``extra={...}``; every extra field is rendered, so log lines
 
     2026-11-24T07:00:00.123Z WARNING relayminer.pipeline.worker dead-lettered entry supplier=p1
     reason="..."
+
+Every formatted line - message, extras and traceback - goes through
+:func:`~relayminer.logs.redact.redact_text`, so a Redis URL's password never reaches a log,
+whichever call site (ours or a library's) put the URL there.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from relayminer.logs.redact import redact_text
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -41,7 +47,7 @@ class LogfmtFormatter(logging.Formatter):
             line += " " + " ".join(f"{k}={_fmt_value(v)}" for k, v in extras.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_text(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +64,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        return redact_text(json.dumps(doc))
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
