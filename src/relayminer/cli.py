@@ -162,7 +162,11 @@ async def _run_miner(config: MinerConfig, url: str) -> None:
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
-    redis = connect(url, max_connections=config.redis.max_connections)
+    redis = connect(
+        url,
+        max_connections=config.redis.max_connections,
+        pool_timeout=config.redis.pool_timeout_seconds,
+    )
     chain = None
     try:
         keys = KeyBuilder(config.redis.namespace)
@@ -383,6 +387,7 @@ def _inspect(
     from relayminer import inspection
     from relayminer.keys import KeyBuilder, Namespace
     from relayminer.runtime.connections import connect
+    from relayminer.runtime.redis_url import RedisUrlError, redact_url
 
     keys = KeyBuilder(Namespace(base_prefix=namespace))
 
@@ -402,8 +407,8 @@ def _inspect(
 
     try:
         view = asyncio.run(collect())
-    except (OSError, RedisError) as err:
-        click.echo(f"relayminer inspect: cannot read {redis_url}: {err}", err=True)
+    except (OSError, RedisError, RedisUrlError) as err:
+        click.echo(f"relayminer inspect: cannot read {redact_url(redis_url)}: {err}", err=True)
         sys.exit(1)
     if json_output:
         click.echo(json.dumps(inspection.rows_as_dict(view), sort_keys=True))
