@@ -44,16 +44,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str
+    condition: Callable[[], Awaitable[bool]], deadline_s: float, what: str
 ) -> float:
-    """Poll ``condition`` until it holds; return the seconds it took; fail after ``timeout``."""
+    """Poll ``condition`` until it holds; return the seconds it took; fail after ``deadline_s``."""
     start = time.monotonic()
     while True:
         with contextlib.suppress(redis.RedisError, OSError):
             if await condition():
                 return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not reached within {timeout}s: {what}")
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError(f"not reached within {deadline_s}s: {what}")
         await asyncio.sleep(POLL_S)
 
 
@@ -149,7 +149,9 @@ def _start_sentinel(binary: str, master_port: int, workdir: Path) -> SentinelPro
     return SentinelProcess(port, process, log_path)
 
 
-async def start_group(workdir: Path, *, sentinels: int = 3, timeout: float = 20.0) -> SentinelGroup:
+async def start_group(
+    workdir: Path, *, sentinels: int = 3, deadline_s: float = 20.0
+) -> SentinelGroup:
     """Start the group and return once every sentinel sees the master, the replica and the
     other sentinels (so a failover can reach its quorum and elect a leader)."""
     binary = find_server_binary()
@@ -164,7 +166,7 @@ async def start_group(workdir: Path, *, sentinels: int = 3, timeout: float = 20.
                 info = await r.info("replication")
                 return bool(info.get("master_link_status") == "up")
 
-            await wait_until(linked, timeout, "replica linked to the master")
+            await wait_until(linked, deadline_s, "replica linked to the master")
         for i in range(sentinels):
             group.sentinels.append(_start_sentinel(binary, master.port, workdir / f"s{i}"))
         for i in range(sentinels):
@@ -172,13 +174,14 @@ async def start_group(workdir: Path, *, sentinels: int = 3, timeout: float = 20.
 
                 async def formed(s: aioredis.Redis = s) -> bool:
                     state = await s.sentinel_master(MASTER_NAME)
+                    assert isinstance(state, dict)
                     return (
                         int(state["num-other-sentinels"]) == sentinels - 1
                         and int(state["num-slaves"]) == 1
                         and state["port"] == master.port
                     )
 
-                await wait_until(formed, timeout, "sentinel group formed")
+                await wait_until(formed, deadline_s, "sentinel group formed")
     except BaseException:
         logs = group.logs()
         group.stop()
@@ -203,6 +206,6 @@ async def switch_master_event(group: SentinelGroup) -> tuple[asyncio.Task[float]
                     return time.monotonic()
             raise AssertionError("sentinel subscription ended")
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     return asyncio.create_task(wait()), client

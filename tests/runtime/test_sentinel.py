@@ -22,6 +22,7 @@ from relayminer import RedisSessionStore, SessionStoreConfig
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from relayminer.runtime.connections import BlockingSentinelConnectionPool, connect
+from relayminer.smst.redis_store import RedisSMSTStore
 from tests.pipeline.factory import workload
 from tests.runtime.sentinel_support import (
     SentinelGroup,
@@ -89,3 +90,100 @@ async def test_client_follows_the_promoted_replica(group: SentinelGroup) -> None
         assert await client.get(b"n") == b"300"
     finally:
         await client.aclose()
+
+
+async def test_worker_across_failover_counts_every_relay_once(group: SentinelGroup) -> None:
+    """Replication to the replica is cut after batch CUT_AT (everything before is on the
+    replica: WAIT), the worker accounts more batches on the master alone, then the master is
+    SIGKILLed. The promoted replica holds only the counts of the cut; the worker re-delivers the
+    lost batches whole and ends with exact counts and trees."""
+    cut_at, kill_at = 4, 7
+    msgs, expected = workload(15, [SUP], ["sess-a", "sess-b", "sess-c"], 3000, duplicate_every=37)
+    master, replica = group.client(group.master), group.client(group.replica)
+    client = connect(group.url(), max_connections=16, pool_timeout=5)
+    stop = asyncio.Event()
+    seen: dict[str, float] = {}
+    batches = 0
+
+    async def on_batch(result: BatchResult) -> None:
+        nonlocal batches
+        batches += 1
+        if "switched" in seen and "first_after" not in seen:
+            seen["first_after"] = time.monotonic()
+        if batches == cut_at:
+            assert await master.wait(1, 5000) == 1
+            seen["at_cut"] = await relay_total(master)
+            # The replica can no longer authenticate to its master: nothing more is replicated.
+            await replica.config_set("masteruser", "nobody")
+            await replica.config_set("masterauth", "wrong")
+            await master.client_kill_filter(_type="replica")
+        elif batches == kill_at:
+            seen["at_kill"] = await relay_total(master)
+            seen["killed"] = time.monotonic()
+            group.kill_master()
+            seen["replica_holds"] = await relay_total(replica)  # read-only, not yet promoted
+
+    try:
+        await RelayPublisher(master).publish_batch(msgs)
+        assert await master.wait(1, 5000) == 1
+        switched, sentinel_client = await switch_master_event(group)
+        worker = RelayWorker(
+            client,
+            SUP,
+            WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=500, consumer_name="w1"),
+            on_batch=on_batch,
+        )
+        running = asyncio.create_task(worker.run(stop))
+
+        async def remember_switch() -> None:
+            seen["switched"] = await switched
+
+        remembering = asyncio.create_task(remember_switch())
+
+        stream, group_name = worker.consumer.stream, worker.consumer.group
+
+        async def all_handled() -> bool:
+            if running.done():
+                running.result()  # a crash of the worker fails the test now
+            return bool(
+                "switched" in seen
+                and await client.xlen(stream) == 0
+                and (await client.xpending(stream, group_name))["pending"] == 0
+            )
+
+        await wait_until(all_handled, 40, "every relay handled on the new master")
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        await remembering
+        await sentinel_client.aclose()
+
+        expected_total = sum(e.relay_count for e in expected.values())
+        lost = seen["at_kill"] - seen["at_cut"]
+        assert lost > 0, "the test must lose accounted batches in the failover"
+        assert seen["replica_holds"] == seen["at_cut"]  # the cut really held
+        # Every relay counted once on the new master ...
+        store = RedisSessionStore(client, SessionStoreConfig(SUP))
+        trees = RedisSMSTStore(client, SUP)
+        for (_, sess), exp in expected.items():
+            snap = await store.get(sess)
+            assert snap is not None
+            assert (snap.relay_count, snap.total_compute_units) == (
+                exp.relay_count,
+                exp.compute_units,
+            )
+            assert await trees.live_root(sess) == exp.trie.root()
+        # ... and the lost batches were counted again there, not the others
+        assert worker.total.counted == expected_total + lost
+        assert await client.xlen(worker.consumer.dead_stream) == 0
+        follow = seen["first_after"] - seen["switched"]
+        print(
+            f"worker failover: switch-master {seen['switched'] - seen['killed']:.2f}s after the "
+            f"kill, worker accounting on the new master {follow:.2f}s after it; "
+            f"{lost:.0f} relays re-counted"
+        )
+        assert follow <= WORKER_FOLLOW_BOUND_S
+    finally:
+        stop.set()
+        await client.aclose()
+        await master.aclose()
+        await replica.aclose()

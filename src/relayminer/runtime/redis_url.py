@@ -111,10 +111,12 @@ def parse_redis_url(url: str) -> RedisSettings:
     """Parse and validate ``url``; raise :class:`RedisUrlError` saying what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise RedisUrlError("Redis URL is empty")
+    expected = ", ".join(f"{s}://" for s in SCHEMES)
+    if "://" not in url:  # not a URL at all: nothing can be told apart from a secret, quote none
+        raise RedisUrlError(f"Redis URL has no scheme: it must start with one of {expected}")
     redacted = redact_url(url)
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    scheme = url.partition("://")[0].lower()
     if scheme not in SCHEMES:
-        expected = ", ".join(f"{s}://" for s in SCHEMES)
         raise RedisUrlError(f"Redis URL {redacted!r}: scheme must be one of {expected}")
     try:
         parts = urlsplit(url)
