@@ -21,6 +21,8 @@ from relayminer.lifecycle.manager import LifecycleConfig
 from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
 from relayminer.protocol.windows import SharedParams
+from relayminer.runtime.connections import cluster_refusal
+from relayminer.runtime.redis_url import ClusterSettings, parse_redis_url
 
 
 class ConfigError(RelayMinerError, ValueError):
@@ -32,18 +34,24 @@ class _Section(BaseModel):
 
 
 class RedisSection(_Section):
-    #: ``redis://``, ``rediss://`` or ``unix://``; empty: start an embedded server
-    url: str | None = None
+    #: ``redis://``, ``rediss://``, ``unix://`` or ``redis-sentinel://``
+    #: (docs/redis-deployments.md); empty: start an embedded server
+    url: str | None = Field(None, repr=False)  # may hold a password
     max_connections: int = Field(64, ge=4, le=10_000)
+    #: how long a command waits for a free pooled connection before failing
+    pool_timeout_seconds: float = Field(30.0, gt=0)
     #: key segments (``Namespace``), each defaulting alone; must match the Go relayers
     namespace: Namespace = Namespace()
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, url: str | None) -> str | None:
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return url or None
+    def _url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        settings = parse_redis_url(url)  # RedisUrlError is a ValueError; it hides passwords
+        if isinstance(settings, ClusterSettings):
+            raise ValueError(cluster_refusal(settings))
+        return url
 
 
 class WorkerSection(_Section):

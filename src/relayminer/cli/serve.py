@@ -176,7 +176,11 @@ async def _run_miner(config: MinerConfig, url: str, signals: StopSignals) -> Non
     from relayminer.keys import KeyBuilder
     from relayminer.runtime.miner import Miner
 
-    redis = open_redis(url, max_connections=config.redis.max_connections)
+    redis = open_redis(
+        url,
+        max_connections=config.redis.max_connections,
+        pool_timeout=config.redis.pool_timeout_seconds,
+    )
     chain = None
     try:
         await check_redis(redis, url)

@@ -40,12 +40,12 @@ log = logging.getLogger("relayminer.cli")
 REDIS_CHECK_SECONDS = 5.0
 
 
-def open_redis(url: str, *, max_connections: int = 64) -> Redis:
+def open_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 30.0) -> Redis:
     """A client for ``url``; an unparseable URL is a usage error naming the URL (redacted)."""
     from relayminer.runtime.connections import connect
 
     try:
-        return connect(url, max_connections=max_connections)
+        return connect(url, max_connections=max_connections, pool_timeout=pool_timeout)
     except ValueError as err:
         raise CliFailure(
             f"invalid Redis URL {redact_url(url)}: {err}", exit_code=EXIT_CONFIG
