@@ -1,0 +1,1 @@
+"""Pocket Network (Shannon) chain client: keys, tx signing, gRPC queries, CometBFT blocks."""
