@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from relayminer.chain.pocket.keys import KeyError_, PocketKey
+from relayminer.chain.pocket.keys import InvalidKeyError, PocketKey
 from relayminer.errors import RelayMinerError
 
 __all__ = ["KeySourceError", "KeysFile", "load_keys_file", "mnemonic_keys", "read_secret"]
@@ -51,7 +51,7 @@ def load_keys_file(path: Path) -> list[PocketKey]:
             raise KeySourceError(f"keys file {path}: line {line}: not a hex private key")
         try:
             keys.append(PocketKey.from_hex(str(node.value)))
-        except KeyError_ as err:
+        except InvalidKeyError as err:
             raise KeySourceError(f"keys file {path}: line {line}: {err}") from None
     return keys
 
@@ -105,5 +105,5 @@ def mnemonic_keys(mnemonic: str, *, account: int = 0, count: int = 1) -> list[Po
         raise KeySourceError("mnemonic: count must be >= 1")
     try:
         return [PocketKey.from_mnemonic(mnemonic, account, i) for i in range(count)]
-    except KeyError_ as err:
+    except InvalidKeyError as err:
         raise KeySourceError(f"mnemonic: {err}") from None

@@ -29,7 +29,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from relayminer.chain.pocket.keyfiles import KeySourceError
-from relayminer.chain.pocket.keys import KeyError_, PocketKey
+from relayminer.chain.pocket.keys import InvalidKeyError, PocketKey
 from relayminer.proto import cosmos_crypto_secp256k1_pb2 as secp256k1_pb2
 from relayminer.proto import cosmos_keyring_pb2 as keyring_pb2
 
@@ -157,7 +157,7 @@ def load_keyring_test(home: Path, names: Sequence[str] = ()) -> list[PocketKey]:
             KeyError,
             TypeError,
             DecodeError,
-            KeyError_,
+            InvalidKeyError,
         ) as err:
             raise KeySourceError(
                 f"keyring: {path.name}: unreadable entry ({type(err).__name__})"

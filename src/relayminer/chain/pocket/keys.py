@@ -22,14 +22,14 @@ from mnemonic import Mnemonic
 
 from relayminer.errors import RelayMinerError
 
-__all__ = ["DEFAULT_PREFIX", "KeyError_", "PocketKey", "address_bytes", "pubkey_address"]
+__all__ = ["DEFAULT_PREFIX", "InvalidKeyError", "PocketKey", "address_bytes", "pubkey_address"]
 
 DEFAULT_PREFIX: Final = "pokt"
 #: BIP-44 coin type of Cosmos chains; poktroll does not set its own
 _COIN_TYPE: Final = 118
 
 
-class KeyError_(RelayMinerError, ValueError):  # noqa: N801 - ``KeyError`` is a builtin
+class InvalidKeyError(RelayMinerError, ValueError):
     """A key could not be built (bad hex, bad mnemonic ...). The message never holds key
     material."""
 
@@ -48,8 +48,9 @@ def address_bytes(public_key: bytes) -> bytes:
 
 def pubkey_address(public_key: bytes, prefix: str = DEFAULT_PREFIX) -> str:
     """The bech32 account address of a compressed secp256k1 public key."""
-    encoded = bech32.bech32_encode(prefix, bech32.convertbits(address_bytes(public_key), 8, 5))
-    return str(encoded)
+    five_bit = bech32.convertbits(address_bytes(public_key), 8, 5)
+    assert five_bit is not None  # 8 -> 5 bit regrouping with padding cannot fail
+    return str(bech32.bech32_encode(prefix, five_bit))
 
 
 class PocketKey:
@@ -66,11 +67,11 @@ class PocketKey:
 
     def __init__(self, private_key: bytes) -> None:
         if not isinstance(private_key, bytes) or len(private_key) != 32:
-            raise KeyError_("a private key is exactly 32 bytes")
+            raise InvalidKeyError("a private key is exactly 32 bytes")
         try:
             self._private = coincurve.PrivateKey(private_key)
         except ValueError as err:
-            raise KeyError_("the private key is not a valid secp256k1 scalar") from err
+            raise InvalidKeyError("the private key is not a valid secp256k1 scalar") from err
         self._public = self._private.public_key.format(compressed=True)
         self._address = pubkey_address(self._public)
 
@@ -81,11 +82,11 @@ class PocketKey:
         if text[:2] in ("0x", "0X"):
             text = text[2:]
         if len(text) != 64:
-            raise KeyError_("a private key is 64 hex digits")
+            raise InvalidKeyError("a private key is 64 hex digits")
         try:
             raw = bytes.fromhex(text)
         except ValueError:
-            raise KeyError_("a private key is 64 hex digits") from None
+            raise InvalidKeyError("a private key is 64 hex digits") from None
         return cls(raw)
 
     @classmethod
@@ -95,10 +96,10 @@ class PocketKey:
         """BIP-39 seed, then BIP-32 path ``m/44'/118'/account'/0/index`` (cosmos-sdk ``hd``)."""
         words = " ".join(mnemonic.split())
         if not Mnemonic("english").check(words):
-            raise KeyError_("the mnemonic is not a valid BIP-39 english phrase")
+            raise InvalidKeyError("the mnemonic is not a valid BIP-39 english phrase")
         for name, value in (("account", account), ("index", index)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
-                raise KeyError_(f"{name} must be an int in [0, 2^31)")
+                raise InvalidKeyError(f"{name} must be an int in [0, 2^31)")
         seed = Mnemonic.to_seed(words, passphrase)
         path = f"m/44'/{_COIN_TYPE}'/{account}'/0/{index}"
         return cls(bytes(BIP32.from_seed(seed).get_privkey_from_path(path)))
