@@ -51,12 +51,12 @@ def load_keys(settings: PocketChainSettings) -> Callable[[], Mapping[str, Pocket
         fixed.add(load_keyring_test(sources.keyring.dir, sources.keyring.names))
     keys_file = None if sources.keys_file is None else KeysFile(sources.keys_file)
     if keys_file is not None:
-        keys_file.keys()  # fail at start on a bad file
+        keys_file.current()  # fail at start on a bad file
 
     def current() -> Mapping[str, PocketKey]:
         if keys_file is None:
             return fixed
-        merged = KeySet(keys_file.keys())
+        merged = KeySet(keys_file.current())
         merged.add(fixed.values())
         return merged
 

@@ -173,8 +173,9 @@ class CometClient:
             raise MalformedResponseError("block_results", str(err)) from None
         return events
 
-    async def _headers(self) -> AsyncIterator[int]:
-        """Heights of new headers from one websocket connection (ends when it drops)."""
+    async def _headers(self) -> AsyncIterator[int | None]:
+        """One websocket subscription: ``None`` once subscribed, then each new header's
+        height. Ends when the connection drops."""
         ws_url = self.rpc_url.replace("http", "ws", 1) + "/websocket"
         request = {
             "jsonrpc": "2.0",
@@ -192,23 +193,24 @@ class CometClient:
                     raise ChainUnavailableError(f"cometbft subscription: {doc['error']}")
                 data = (doc.get("result") or {}).get("data")
                 if not data:
-                    continue  # the subscribe ack
+                    yield None  # the subscribe ack: from now on no header is missed
+                    continue
                 yield int(data["value"]["header"]["height"])
 
     async def blocks(self, after_height: int) -> AsyncIterator[Block]:
-        """Every block above ``after_height``, in order, forever (reconnects, fills gaps)."""
+        """Every block above ``after_height``, in order, forever (reconnects, fills gaps).
+
+        Subscribe first, then read ``/status``: a block committed in between is both announced
+        and caught up, and the height check keeps it from being yielded twice.
+        """
         last = after_height
         delay = self.backoff_initial
         while True:
             try:
-                # heights committed while disconnected (or before the first connect)
-                latest = (await self.status()).latest_height
-                while last < latest:
-                    last += 1
-                    yield await self.block(last)
-                async for height in self._headers():
+                async for announced in self._headers():
                     delay = self.backoff_initial
-                    while last < height:
+                    target = (await self.status()).latest_height if announced is None else announced
+                    while last < target:
                         last += 1
                         yield await self.block(last)
             except (

@@ -75,7 +75,7 @@ class KeysFile:
             raise KeySourceError(f"keys file {self.path}: {type(err).__name__}") from None
         return (st.st_mtime_ns, st.st_size)
 
-    def keys(self) -> tuple[PocketKey, ...]:
+    def current(self) -> tuple[PocketKey, ...]:
         """The keys, reloaded first if the file changed since the last read."""
         stamp = self._current_stamp()
         if stamp != self._stamp:
