@@ -3,6 +3,8 @@
 The names below are the public contract (``../shared/API.md``); internal modules may change.
 """
 
+from relayminer.chain.pocket.keys import PocketKey
+from relayminer.chain.pocket.tx import sign_tx, tx_hash
 from relayminer.errors import (
     ClosedError,
     InvalidProtocolArgumentError,
@@ -15,6 +17,7 @@ from relayminer.errors import (
 from relayminer.keys import KeyBuilder, Namespace
 from relayminer.pipeline.relays import MinedRelayMessage
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.proto.poktroll_pb2 import MsgCreateClaim, MsgSubmitProof, SessionHeader
 from relayminer.protocol.gorand import GoRand
 from relayminer.protocol.proof_requirement import (
     ProofParams,
@@ -74,7 +77,10 @@ __all__ = [
     "MapStore",
     "MemoryMapStore",
     "MinedRelayMessage",
+    "MsgCreateClaim",
+    "MsgSubmitProof",
     "Namespace",
+    "PocketKey",
     "ProofParams",
     "ProofRequirementReason",
     "RedisDeduplicator",
@@ -86,6 +92,7 @@ __all__ = [
     "SMSTNodeMissingError",
     "SessionCoordinator",
     "SessionDecodeError",
+    "SessionHeader",
     "SessionNotFoundError",
     "SessionSnapshot",
     "SessionState",
@@ -115,6 +122,8 @@ __all__ = [
     "session_number",
     "session_start_height",
     "settlement_height",
+    "sign_tx",
+    "tx_hash",
     "verify_closest_proof",
     "verify_compact_closest_proof",
 ]
