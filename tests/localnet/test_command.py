@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -24,23 +25,22 @@ async def test_process_prints_ready_line_and_serves(real_server: object) -> None
     await client.flushdb()
     await client.aclose()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SCRIPT,
-            "--config",
-            str(REPO / "localnet.example.yaml"),
-            "--redis-url",
-            url,
-        ],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SCRIPT,
+        "--config",
+        str(REPO / "localnet.example.yaml"),
+        "--redis-url",
+        url,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until ready (or the process dies: empty line)
+        # the ready line (or an empty line if the process dies first)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
         ready = json.loads(line)
         assert ready["chain_id"] == "pocket" and ready["rpc"].startswith("http://127.0.0.1:")
         assert ready["grpc"].startswith("127.0.0.1:") and ready["websocket"].endswith("/websocket")
@@ -48,4 +48,5 @@ async def test_process_prints_ready_line_and_serves(real_server: object) -> None
             assert (await r.json())["result"]["node_info"]["network"] == "pocket"
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode(errors="replace")

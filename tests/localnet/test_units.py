@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from google.protobuf.any_pb2 import Any as AnyProto
 
 from relayminer.chain.base import MsgCreateClaim, MsgSubmitProof, SessionHeader
 from relayminer.chain.sim.node.command import localnet_command
 from relayminer.chain.sim.node.crypto import address_from_pubkey, verify_signature
 from relayminer.chain.sim.node.genesis import LocalnetConfigError, load_localnet_config
 from relayminer.chain.sim.node.txcodec import TxDecodeError, decode_tx
-from relayminer.proto.cosmos_tx_pb2 import TxRaw
+from relayminer.proto.cosmos_tx_pb2 import TxBody, TxRaw
 from tests.localnet.support import Key, make_config, sign_tx
 
 VECTORS = Path("/work/shared/vectors/pocket_tx_vectors.json")
@@ -78,17 +79,14 @@ def test_decoder_refuses_unknown_fields_and_types() -> None:
         decode_tx(b"")
     with pytest.raises(TxDecodeError, match="errUnknownField"):
         decode_tx(TxRaw(body_bytes=b"").SerializeToString() + b"\x50\x01")
+    body = TxBody(messages=[AnyProto(type_url="/cosmos.bank.v1beta1.MsgSend")])
+    raw = TxRaw(body_bytes=body.SerializeToString()).SerializeToString()
     with pytest.raises(TxDecodeError, match="unable to resolve type URL"):
-        from google.protobuf.any_pb2 import Any as AnyProto
-
-        from relayminer.proto.cosmos_tx_pb2 import TxBody
-
-        body = TxBody(messages=[AnyProto(type_url="/cosmos.bank.v1beta1.MsgSend")])
-        decode_tx(TxRaw(body_bytes=body.SerializeToString()).SerializeToString())
+        decode_tx(raw)
 
 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
-    with pytest.raises(LocalnetConfigError, match="suppliers.0.address"):
+    with pytest.raises(LocalnetConfigError, match=r"suppliers\.0\.address"):
         make_config(suppliers=[{"address": "pokt1nope", "services": ["anvil"]}])
     with pytest.raises(LocalnetConfigError, match="unknown service id 'nope'"):
         make_config(applications=[{"address": Key.from_seed("a").address, "services": ["nope"]}])

@@ -621,7 +621,8 @@ class SimulatedChain:
             tx_events: list[ChainEvent] = []
             msg_index: int | None = None
             try:
-                for msg_index, msg in enumerate(self._decode_tx(raw)):
+                for index, msg in enumerate(self._decode_tx(raw)):
+                    msg_index = index
                     tx_events.append(await execute_msg(ctx, tx_view, msg))
             except (TxRejectedError, SimChainStateError) as err:
                 reason = err.log if isinstance(err, TxRejectedError) else str(err)

@@ -47,6 +47,9 @@ MSG_EVENT_TYPES: Final = frozenset(
     {"EventClaimCreated", "EventClaimUpdated", "EventProofSubmitted", "EventProofUpdated"}
 )
 _SIM_ONLY_TYPES: Final = frozenset({"EventTxFailed"})
+_SUPPLIER_REWARD_REASON: Final = (
+    "TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION"
+)
 _STATUS_INT: Final = {"PENDING_VALIDATION": 0, "VALIDATED": 1, "INVALID": 2}
 
 
@@ -61,11 +64,11 @@ def text(value: str) -> _Json:
     return _Json(json.dumps(value))
 
 
-def I64(value: int | str) -> _Json:  # noqa: N802 - named after the proto type
+def I64(value: int | str) -> _Json:
     return _Json(json.dumps(str(int(value))))
 
 
-def I32(value: int | str) -> _Json:  # noqa: N802 - named after the proto type
+def I32(value: int | str) -> _Json:
     return _Json(str(int(value)))
 
 
@@ -157,7 +160,7 @@ def _settled(a: Mapping[str, str]) -> dict[str, _Json]:
                 [
                     {
                         "recipient_address": owner,
-                        "op_reason": "TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION",
+                        "op_reason": _SUPPLIER_REWARD_REASON,
                         "amount": f"{reward}{DENOM}",
                     }
                 ]

@@ -21,13 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.message import Message
 
 from relayminer.chain.sim.node.app import LocalApp, MempoolError, SimulationError
 from relayminer.chain.sim.node.queries import METHODS, Queries, QueryError
 from relayminer.chain.sim.node.store import TxResultDoc
-from relayminer.chain.sim.node.txcodec import TxDecodeError, decode_tx
+from relayminer.chain.sim.node.txcodec import decode_tx
 from relayminer.proto import (
     cosmos_abci_pb2,
     cosmos_auth_pb2_grpc,
@@ -42,7 +41,6 @@ from relayminer.proto import (
     pocket_shared_pb2_grpc,
     pocket_supplier_pb2_grpc,
 )
-from relayminer.sessions.timefmt import format_rfc3339nano
 
 __all__ = ["HEIGHT_HEADER", "GrpcServer", "tx_response"]
 
@@ -61,6 +59,8 @@ _REGISTRARS: dict[str, Callable[[Any, Any], None]] = {
     "cosmos.auth.v1beta1.Query": cosmos_auth_pb2_grpc.add_QueryServicer_to_server,
     "cosmos.bank.v1beta1.Query": cosmos_bank_pb2_grpc.add_QueryServicer_to_server,
 }
+
+_TX_REGISTRAR: Callable[[Any, Any], None] = cosmos_tx_service_pb2_grpc.add_ServiceServicer_to_server
 
 
 class _Servicer:
@@ -110,7 +110,7 @@ class GrpcServer:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 10 * 1024 * 1024)])
         for service, registrar in _REGISTRARS.items():
             servicer = _Servicer()
-            for path, method in METHODS.items():
+            for path, _method in METHODS.items():
                 if path.startswith(f"/{service}/"):
                     name = path.rsplit("/", 1)[1]
                     setattr(servicer, name, self._query_handler(path))
@@ -120,7 +120,7 @@ class GrpcServer:
         tx_servicer.Simulate = self._simulate  # type: ignore[attr-defined]
         tx_servicer.GetTx = self._get_tx  # type: ignore[attr-defined]
         tx_servicer.GetTxsEvent = self._get_txs_event  # type: ignore[attr-defined]
-        cosmos_tx_service_pb2_grpc.add_ServiceServicer_to_server(tx_servicer, server)
+        _TX_REGISTRAR(tx_servicer, server)
         self.port = int(server.add_insecure_port(f"{self._host}:{self._requested_port}"))
         await server.start()
         self._server = server
@@ -251,7 +251,8 @@ class GrpcServer:
             if key.strip() != "message.action" or not value.strip():
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"unsupported query condition {condition.strip()!r} (localnet: message.action only)",
+                    f"unsupported query condition {condition.strip()!r} "
+                    "(the localnet filters on message.action only)",
                 )
             actions.append(value.strip().strip("'\""))
         docs = [
@@ -274,12 +275,3 @@ class GrpcServer:
         return cosmos_tx_service_pb2.GetTxsEventResponse(
             txs=[_tx_message(d.raw) for d in chunk], tx_responses=responses, total=len(docs)
         )
-
-
-def pack(message: Message) -> AnyProto:
-    packed = AnyProto()
-    packed.Pack(message, type_url_prefix="/")
-    return packed
-
-
-__all__ += ["TxDecodeError", "format_rfc3339nano", "pack"]

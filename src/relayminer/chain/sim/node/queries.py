@@ -38,7 +38,7 @@ from relayminer.proto import (
 )
 from relayminer.protocol.windows import session_number
 
-__all__ = ["METHODS", "Method", "QueryError", "Queries"]
+__all__ = ["METHODS", "Method", "Queries", "QueryError"]
 
 DENOM = "upokt"
 _DEFAULT_PAGE_LIMIT = 100

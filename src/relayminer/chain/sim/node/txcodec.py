@@ -86,7 +86,9 @@ def _parse(cls: type[Message], data: bytes, what: str, allow_non_critical: bool)
         msg.ParseFromString(data)
     except DecodeError as err:
         raise TxDecodeError(f"{what}: {err}") from err
-    for field in unknown_fields.UnknownFieldSet(msg):
+    unknown = unknown_fields.UnknownFieldSet(msg)
+    for i in range(len(unknown)):
+        field = unknown[i]
         if not (allow_non_critical and field.field_number >= _NON_CRITICAL_FIELD_MIN):
             raise TxDecodeError(
                 f"errUnknownField {what}: tag {field.field_number}, wire type {field.wire_type}"
