@@ -140,12 +140,18 @@ return 0
 
 @dataclass(frozen=True, slots=True)
 class TxRecord:
-    """The execution result of a tx included in a block (failed txs included)."""
+    """The execution result of a tx included in a block (failed txs included).
+
+    ``msg_index`` is the index of the message that failed (None when the tx succeeded or could
+    not be decoded); ``events`` are the events the tx's messages emitted (empty on failure).
+    """
 
     tx_hash: str
     height: int
     code: int
     log: str
+    msg_index: int | None = None
+    events: tuple[ChainEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +226,7 @@ class SimulatedChain:
         poll_interval_seconds: float = 0.5,
         producer_lease_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        tx_decoder: Callable[[bytes], list[Msg]] | None = None,
     ) -> None:
         if not isinstance(config, SimChainConfig):
             raise TypeError(f"config must be a SimChainConfig, got {type(config).__name__}")
@@ -238,6 +245,9 @@ class SimulatedChain:
             raise ValueError(f"producer_lease_seconds must be > 0, got {lease}")
         self._lease_ms = max(1, int(lease * 1000))
         self._clock = clock
+        # How mempool entries become messages: the simulator's own encoding by default; the
+        # local node passes a TxRaw decoder (and enqueues TxRaw bytes with ``enqueue_tx``).
+        self._decode_tx = tx_decoder if tx_decoder is not None else decode_tx
         self._token = uuid.uuid4().hex
         self._running = False
         self._produce_lock = asyncio.Lock()
@@ -447,7 +457,15 @@ class SimulatedChain:
         if raw is None:
             return None
         doc = json.loads(raw)
-        return TxRecord(tx_hash_hex.upper(), int(doc["height"]), int(doc["code"]), str(doc["log"]))
+        index = doc.get("msg_index")
+        return TxRecord(
+            tx_hash_hex.upper(),
+            int(doc["height"]),
+            int(doc["code"]),
+            str(doc["log"]),
+            None if index is None else int(index),
+            tuple(decode_events(int(doc["height"]), json.dumps(doc.get("events", [])).encode())),
+        )
 
     async def mempool_size(self) -> int:
         with _transport("read mempool"):
@@ -459,6 +477,16 @@ class SimulatedChain:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         with _transport("drop_next_txs"):
             await self._redis.incrby(self.keys.drop_next, n)
+
+    async def enqueue_tx(self, raw: bytes) -> str:
+        """Append already-checked tx bytes to the mempool (no CheckTx here, no drop); the tx
+        hash. For a caller that runs its own CheckTx and decodes with ``tx_decoder``."""
+        with _transport("enqueue tx"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(self.keys.totals, "txs_accepted", 1)
+                pipe.rpush(self.keys.mempool, raw)
+                await pipe.execute()
+        return tx_hash(raw)
 
     # --- broadcast (CheckTx) --------------------------------------------------------------
 
@@ -591,13 +619,16 @@ class SimulatedChain:
             hashes.append(th)
             tx_view = view.child()
             tx_events: list[ChainEvent] = []
+            msg_index: int | None = None
             try:
-                for msg in decode_tx(raw):
+                for index, msg in enumerate(self._decode_tx(raw)):
+                    msg_index = index
                     tx_events.append(await execute_msg(ctx, tx_view, msg))
             except (TxRejectedError, SimChainStateError) as err:
                 reason = err.log if isinstance(err, TxRejectedError) else str(err)
+                failed_at = msg_index if isinstance(err, TxRejectedError) else None
                 view.count("txs_failed")
-                records[th] = TxRecord(th, height, 1, reason)
+                records[th] = TxRecord(th, height, 1, reason, failed_at)
                 events.append(ChainEvent(height, "EventTxFailed", {"tx_hash": th, "log": reason}))
                 log.info(
                     "simulated chain: tx failed at DeliverTx",
@@ -606,7 +637,7 @@ class SimulatedChain:
                 continue
             tx_view.merge()
             view.count("txs_executed")
-            records[th] = TxRecord(th, height, 0, "")
+            records[th] = TxRecord(th, height, 0, "", None, tuple(tx_events))
             events.extend(tx_events)
         events.extend(await run_proof_end_blocker(ctx, view))
         events.extend(await settle_claims(ctx, view))
@@ -629,7 +660,11 @@ class SimulatedChain:
             view.queue_writes(pipe)
             pipe.hset(self.keys.events, str(height), encode_events(events))
             for th, rec in records.items():
-                doc = {"height": rec.height, "code": rec.code, "log": rec.log}
+                doc: dict[str, Any] = {"height": rec.height, "code": rec.code, "log": rec.log}
+                if rec.msg_index is not None:
+                    doc["msg_index"] = rec.msg_index
+                if rec.events:
+                    doc["events"] = json.loads(encode_events(rec.events))
                 pipe.hset(self.keys.txs, th, json.dumps(doc, separators=(",", ":")))
             pipe.publish(self._channel, notice)
             await pipe.execute()
