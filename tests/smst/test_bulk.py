@@ -187,7 +187,7 @@ def test_byte_like_arguments_are_accepted() -> None:
 
     key, value = sha(b"a"), b"value-a"
     expected = bulk_root([(key, value, 1)])
-    assert bulk_root([(bytearray(key), memoryview(value), Weight(1))]) == expected
+    assert bulk_root([(bytearray(key), memoryview(value), Weight(1))]) == expected  # type: ignore[list-item]
 
 
 def test_store_must_be_a_mapstore() -> None:

@@ -46,8 +46,8 @@ from collections.abc import Iterable
 
 from relayminer.smst.mapstore import MapStore, MemoryMapStore, apply_changes
 from relayminer.smst.nodes import (
-    PLACEHOLDER,
     PATH_SIZE,
+    PLACEHOLDER,
     SMSTInvalidArgumentError,
     encode_extension,
     extension_digest,
