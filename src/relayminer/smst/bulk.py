@@ -43,6 +43,8 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
+from itertools import pairwise
+from operator import itemgetter
 
 from relayminer.smst.mapstore import MapStore, MemoryMapStore, apply_changes
 from relayminer.smst.nodes import (
@@ -96,31 +98,35 @@ def bulk_build(leaves: Iterable[Leaf], store: MapStore | None = None) -> SparseM
 
 
 def _sorted_entries(leaves: Iterable[Leaf]) -> list[tuple[bytes, bytes, int, bytes]]:
-    """``(path, value, weight, key)`` per leaf, validated, in ascending path order."""
+    """``(path, value, weight, key)`` per leaf, validated, in ascending path order (stable:
+    repeats of a key stay in input order)."""
+    items = leaves if isinstance(leaves, list) else list(leaves)
+    if not all(
+        type(k) is bytes and len(k) == PATH_SIZE and type(v) is bytes and type(w) is int
+        for k, v, w in items
+    ) or not all(0 <= w < _UINT64_LIMIT for _, _, w in items):
+        items = [_checked(*leaf) for leaf in items]
     sha256 = hashlib.sha256
-    entries = []
-    for key, value, weight in leaves:
-        if type(key) is not bytes or len(key) != PATH_SIZE:
-            if not isinstance(key, bytes | bytearray | memoryview):
-                raise TypeError(f"key must be bytes, got {type(key).__name__}")
-            key = bytes(key)
-            if len(key) != PATH_SIZE:
-                raise SMSTInvalidArgumentError(
-                    f"key must be a 32-byte relay hash, got {len(key)} bytes"
-                )
-        if type(value) is not bytes:
-            if not isinstance(value, bytes | bytearray | memoryview):
-                raise TypeError(f"value must be bytes, got {type(value).__name__}")
-            value = bytes(value)
-        if type(weight) is not int or not 0 <= weight < _UINT64_LIMIT:
-            if isinstance(weight, bool) or not isinstance(weight, int):
-                raise TypeError(f"weight must be an int, got {type(weight).__name__}")
-            if not 0 <= weight < _UINT64_LIMIT:
-                raise SMSTInvalidArgumentError(f"weight must be in [0, 2**64), got {weight}")
-            weight = int(weight)
-        entries.append((sha256(key).digest(), value, weight, key))
-    entries.sort()
+    entries = [(sha256(k).digest(), v, w, k) for k, v, w in items]
+    entries.sort(key=itemgetter(0))  # on the path alone: much faster than comparing tuples
     return entries
+
+
+def _checked(key: object, value: object, weight: object) -> Leaf:
+    """One leaf with bytes-like key and value as ``bytes`` and an int weight, or the error
+    naming what is wrong with it."""
+    if not isinstance(key, bytes | bytearray | memoryview):
+        raise TypeError(f"key must be bytes, got {type(key).__name__}")
+    key = bytes(key)
+    if len(key) != PATH_SIZE:
+        raise SMSTInvalidArgumentError(f"key must be a 32-byte relay hash, got {len(key)} bytes")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"value must be bytes, got {type(value).__name__}")
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise TypeError(f"weight must be an int, got {type(weight).__name__}")
+    if not 0 <= weight < _UINT64_LIMIT:
+        raise SMSTInvalidArgumentError(f"weight must be in [0, 2**64), got {weight}")
+    return key, bytes(value), int(weight)
 
 
 def _build(
@@ -129,93 +135,144 @@ def _build(
     values: list[bytes] | None,
 ) -> bytes:
     """The root digest of the sorted ``entries``; with ``keys``/``values`` given, every node's
-    digest and preimage is appended to them (children before parents).
+    digest and preimage is appended to them (leaves first, then inner and extension nodes,
+    children before parents).
 
-    One sweep, one hash per node. ``cur`` is the subtree just completed (digest, split bit,
-    smallest and second-smallest leaf path); the stack holds the inner nodes still waiting for
-    their right child: split bit, left child digest as seen one level below the split, and the
-    left subtree's smallest and second-smallest paths. Kept as parallel lists and locals: this
-    is the hot loop of a claim.
+    The per-leaf work (preimages, leaf hashes, split bits) runs in comprehensions; the fold
+    over the split bits is the only Python loop (this is the hot path of a claim).
     """
     if not entries:
         return PLACEHOLDER
+    paths = [e[0] for e in entries]
+    ints = [int.from_bytes(p, "big") for p in paths]
+    # split[i]: the first bit where leaves i and i + 1 differ (256: the same key twice).
+    splits = [256 - (a ^ b).bit_length() for a, b in pairwise(ints)]
+    del ints
+    if _LEAF in splits:
+        return _build(_deduplicated(entries), keys, values)
     sha256 = hashlib.sha256
-    record = keys is not None
-    st_bit: list[int] = []
-    st_left: list[bytes] = []
-    st_first: list[bytes] = []
-    st_second: list[bytes | None] = []
+    if keys is None or values is None:
+        digests = [
+            sha256(b"\x00" + p + v + (tail := _pack_qq(w, 1))).digest() + tail
+            for p, v, w, _ in entries
+        ]
+        return _fold_root(splits, digests, paths)
+    pres = [b"\x00" + p + v + _pack_qq(w, 1) for p, v, w, _ in entries]
+    digests = [sha256(pre).digest() + pre[-16:] for pre in pres]
+    keys += digests
+    values += pres
+    del pres
+    return _fold_with_nodes(splits, digests, paths, keys, values)
 
-    path, value, weight, _ = entries[0]
-    tail = _pack_qq(weight, 1)
-    pre = b"\x00" + path + value + tail
-    cur = sha256(pre).digest() + tail
-    if record:
-        keys.append(cur)  # type: ignore[union-attr]
-        values.append(pre)  # type: ignore[union-attr]
-    cur_bit, cur_first, cur_second = _LEAF, path, None
-    prev_int = int.from_bytes(path, "big")
-    prev_value, prev_weight = value, weight
 
-    for path, value, weight, key in entries[1:]:
-        path_int = int.from_bytes(path, "big")
-        diff = prev_int ^ path_int
-        if diff == 0:  # the same key again (sorted next to itself)
-            if value != prev_value or weight != prev_weight:
-                raise SMSTDuplicateKeyError(key)
-            continue
-        split = 256 - diff.bit_length()
-        prev_int, prev_value, prev_weight = path_int, value, weight
-        # Close the pending inner nodes below the split: each gets ``cur`` as its right child.
-        while st_bit and st_bit[-1] > split:
-            b = st_bit.pop()
-            left = st_left.pop()
+def _deduplicated(
+    entries: list[tuple[bytes, bytes, int, bytes]],
+) -> list[tuple[bytes, bytes, int, bytes]]:
+    """``entries`` (sorted) with repeats of a key dropped; a key repeated with another value or
+    weight raises :class:`SMSTDuplicateKeyError`."""
+    out = [entries[0]]
+    for entry in entries[1:]:
+        last = out[-1]
+        if entry[0] != last[0]:
+            out.append(entry)
+        elif entry[1] != last[1] or entry[2] != last[2]:
+            raise SMSTDuplicateKeyError(entry[3])
+    return out
+
+
+def _fold_root(splits: list[int], digests: list[bytes], paths: list[bytes]) -> bytes:
+    """The root of sorted leaves from their digests and neighbour split bits.
+
+    ``cur`` is the subtree just completed (its digest, the split bit of its top node, one of its
+    leaf paths); the stack holds the inner nodes still waiting for their right child: split bit
+    and left child digest as seen one level below the split (split bits strictly increase up
+    the stack, a sentinel sits at the bottom). A new neighbour meeting at bit ``s`` closes every
+    pending node deeper than ``s`` (``cur`` is their right child), then opens the node at ``s``
+    with ``cur`` as its left child: a Cartesian-tree build, one hash per node.
+    """
+    sha256, pack, unpack, chain = hashlib.sha256, _pack_qq, _unpack_qq, extension_digest
+    # The sums and counts travel as ints next to the digests (cheaper than unpacking them).
+    stack: list[tuple[int, bytes, int, int]] = [(-1, b"", 0, 0)]
+    cur, cur_bit, cur_path = digests[0], _LEAF, paths[0]
+    cur_sum, cur_count = unpack(cur, 32)
+    for split, digest, path in zip(splits, digests[1:], paths[1:], strict=True):
+        while stack[-1][0] > split:
+            b, left, left_sum, left_count = stack.pop()
             if cur_bit != _LEAF and cur_bit > b + 1:
-                cur = _chain(b + 1, cur_bit, cur_first, cur_second, cur, keys, values)
-            ls, lc = _unpack_qq(left, 32)
-            rs, rc = _unpack_qq(cur, 32)
-            pre = b"\x01" + left + cur + _pack_qq((ls + rs) & _M64, lc + rc)
-            cur = sha256(pre).digest() + pre[97:]
-            if record:
-                keys.append(cur)  # type: ignore[union-attr]
-                values.append(pre)  # type: ignore[union-attr]
-            left_second = st_second.pop()
-            cur_second = cur_first if left_second is None else left_second
-            cur_first = st_first.pop()
+                cur = chain(b + 1, cur_bit, cur_path, cur)
+            cur_sum = (cur_sum + left_sum) & _M64
+            cur_count += left_count
+            tail = pack(cur_sum, cur_count)
+            cur = sha256(b"\x01%b%b%b" % (left, cur, tail)).digest() + tail
             cur_bit = b
-        # ``cur`` becomes the left child of a new inner node at the split.
         if cur_bit != _LEAF and cur_bit > split + 1:
-            cur = _chain(split + 1, cur_bit, cur_first, cur_second, cur, keys, values)
-        st_bit.append(split)
-        st_left.append(cur)
-        st_first.append(cur_first)
-        st_second.append(cur_second)
-        tail = _pack_qq(weight, 1)
-        pre = b"\x00" + path + value + tail
-        cur = sha256(pre).digest() + tail
-        if record:
-            keys.append(cur)  # type: ignore[union-attr]
-            values.append(pre)  # type: ignore[union-attr]
-        cur_bit, cur_first, cur_second = _LEAF, path, None
-
-    while st_bit:
-        b = st_bit.pop()
-        left = st_left.pop()
+            cur = chain(split + 1, cur_bit, cur_path, cur)
+        stack.append((split, cur, cur_sum, cur_count))
+        cur, cur_bit, cur_path = digest, _LEAF, path
+        cur_sum, cur_count = unpack(digest, 32)
+    while len(stack) > 1:
+        b, left, left_sum, left_count = stack.pop()
         if cur_bit != _LEAF and cur_bit > b + 1:
-            cur = _chain(b + 1, cur_bit, cur_first, cur_second, cur, keys, values)
-        ls, lc = _unpack_qq(left, 32)
-        rs, rc = _unpack_qq(cur, 32)
-        pre = b"\x01" + left + cur + _pack_qq((ls + rs) & _M64, lc + rc)
-        cur = sha256(pre).digest() + pre[97:]
-        if record:
-            keys.append(cur)  # type: ignore[union-attr]
-            values.append(pre)  # type: ignore[union-attr]
-        left_second = st_second.pop()
-        cur_second = cur_first if left_second is None else left_second
-        cur_first = st_first.pop()
+            cur = chain(b + 1, cur_bit, cur_path, cur)
+        cur_sum = (cur_sum + left_sum) & _M64
+        cur_count += left_count
+        tail = pack(cur_sum, cur_count)
+        cur = sha256(b"\x01%b%b%b" % (left, cur, tail)).digest() + tail
         cur_bit = b
     if cur_bit != _LEAF and cur_bit > 0:
-        cur = _chain(0, cur_bit, cur_first, cur_second, cur, keys, values)
+        cur = extension_digest(0, cur_bit, cur_path, cur)
+    return cur
+
+
+def _fold_with_nodes(
+    splits: list[int],
+    digests: list[bytes],
+    paths: list[bytes],
+    keys: list[bytes],
+    values: list[bytes],
+) -> bytes:
+    """:func:`_fold_root`, also recording every inner and extension node. Subtrees carry their
+    smallest and second-smallest leaf paths: the second is what an extension above them stores
+    (the leaf whose ascending-order insertion created it)."""
+    sha256, pack, unpack = hashlib.sha256, _pack_qq, _unpack_qq
+    add_key, add_value = keys.append, values.append
+    # Pending node: split bit, left child digest, its sum and count, and the left subtree's
+    # smallest and second-smallest paths.
+    stack: list[tuple[int, bytes, int, int, bytes, bytes | None]] = [(-1, b"", 0, 0, b"", None)]
+    cur, cur_bit, first, second = digests[0], _LEAF, paths[0], None
+    cur_sum, cur_count = unpack(cur, 32)
+    for split, digest, path in zip(splits, digests[1:], paths[1:], strict=True):
+        while stack[-1][0] > split:
+            b, left, left_sum, left_count, left_first, left_second = stack.pop()
+            if cur_bit != _LEAF and cur_bit > b + 1:
+                cur = _chain(b + 1, cur_bit, first, second, cur, keys, values)
+            cur_sum = (cur_sum + left_sum) & _M64
+            cur_count += left_count
+            tail = pack(cur_sum, cur_count)
+            pre = b"\x01%b%b%b" % (left, cur, tail)
+            cur = sha256(pre).digest() + tail
+            add_key(cur)
+            add_value(pre)
+            cur_bit, first, second = b, left_first, first if left_second is None else left_second
+        if cur_bit != _LEAF and cur_bit > split + 1:
+            cur = _chain(split + 1, cur_bit, first, second, cur, keys, values)
+        stack.append((split, cur, cur_sum, cur_count, first, second))
+        cur, cur_bit, first, second = digest, _LEAF, path, None
+        cur_sum, cur_count = unpack(digest, 32)
+    while len(stack) > 1:
+        b, left, left_sum, left_count, left_first, left_second = stack.pop()
+        if cur_bit != _LEAF and cur_bit > b + 1:
+            cur = _chain(b + 1, cur_bit, first, second, cur, keys, values)
+        cur_sum = (cur_sum + left_sum) & _M64
+        cur_count += left_count
+        tail = pack(cur_sum, cur_count)
+        pre = b"\x01%b%b%b" % (left, cur, tail)
+        cur = sha256(pre).digest() + tail
+        add_key(cur)
+        add_value(pre)
+        cur_bit, first, second = b, left_first, first if left_second is None else left_second
+    if cur_bit != _LEAF and cur_bit > 0:
+        cur = _chain(0, cur_bit, first, second, cur, keys, values)
     return cur
 
 
@@ -225,15 +282,14 @@ def _chain(
     first: bytes,
     second: bytes | None,
     child: bytes,
-    keys: list[bytes] | None,
-    values: list[bytes] | None,
+    keys: list[bytes],
+    values: list[bytes],
 ) -> bytes:
     """Digest of the inner node ``child`` (split at ``end``) seen from depth ``start``: the
     extension ``[start, end)`` above it. Every leaf below shares bits ``[0, end)``, so any of
     their paths gives the chain's sides; the stored extension carries the second-smallest."""
+    assert second is not None  # an inner node has two leaves below it
     digest = extension_digest(start, end, first, child)
-    if keys is not None:
-        assert values is not None and second is not None  # an inner node has two leaves
-        keys.append(digest)
-        values.append(encode_extension(start, end, second, child))
+    keys.append(digest)
+    values.append(encode_extension(start, end, second, child))
     return digest
