@@ -57,6 +57,7 @@ from relayminer.smst.proof import (
     verify_closest_proof,
     verify_compact_closest_proof,
 )
+from relayminer.smst.tree_root import session_tree_root
 from relayminer.smst.trie import (
     SMSTError,
     SMSTNodeCorruptError,
@@ -121,6 +122,7 @@ __all__ = [
     "session_end_to_proof_close_blocks",
     "session_number",
     "session_start_height",
+    "session_tree_root",
     "settlement_height",
     "sign_tx",
     "tx_hash",
