@@ -31,14 +31,14 @@ import enum
 __all__ = ["Rejection", "TxPhase", "classify"]
 
 
-class TxPhase(str, enum.Enum):
+class TxPhase(enum.StrEnum):
     """Which kind of message a transaction carries."""
 
     CLAIM = "claim"
     PROOF = "proof"
 
 
-class Rejection(str, enum.Enum):
+class Rejection(enum.StrEnum):
     """Why a chain did not accept (or did not execute) a claim or proof transaction."""
 
     #: accepted (code 0)

@@ -49,6 +49,7 @@ __all__ = [
     "BlockRecord",
     "SimChainKeys",
     "StateView",
+    "TxRecord",
     "as_bytes",
     "decode_claim",
     "decode_events",
@@ -133,6 +134,35 @@ class BlockRecord:
             return cls(height, bytes.fromhex(doc["hash"]), float(doc["time"]), int(doc["txs"]))
         except (ValueError, KeyError, TypeError) as err:
             raise SimChainStateError(f"cannot decode block {height}: {err}") from err
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """The execution result of a tx included in a block (failed txs included): the Cosmos
+    ``code`` and ``codespace`` and the log, as a node's DeliverTx result carries them."""
+
+    tx_hash: str
+    height: int
+    code: int
+    log: str
+    codespace: str = ""
+
+    def encode(self) -> str:
+        doc = {"height": self.height, "code": self.code, "log": self.log}
+        if self.codespace:
+            doc["codespace"] = self.codespace
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, tx_hash_hex: str, raw: bytes | str) -> TxRecord:
+        doc = json.loads(raw)
+        return cls(
+            tx_hash_hex,
+            int(doc["height"]),
+            int(doc["code"]),
+            str(doc["log"]),
+            str(doc.get("codespace", "")),
+        )
 
 
 def encode_tx(msgs: Sequence[Msg]) -> bytes:
