@@ -67,6 +67,8 @@ class Rejection(enum.StrEnum):
     TX_TOO_LARGE = "tx_too_large"
     #: any other failure: retried a bounded number of times
     UNKNOWN = "unknown"
+    #: no answer at all (the node could not be reached): not a rejection, never counted
+    UNAVAILABLE = "unavailable"
 
     @property
     def is_final(self) -> bool:
