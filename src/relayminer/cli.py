@@ -156,23 +156,29 @@ def run(config_path: Path) -> None:
 
 
 async def _run_miner(config: MinerConfig, url: str) -> None:
+    from relayminer.chain.factory import build_chain
     from relayminer.keys import KeyBuilder
     from relayminer.runtime.connections import connect
-    from relayminer.runtime.miner import Miner, open_chain
+    from relayminer.runtime.miner import EvictionPolicyError, Miner, check_eviction_policy
 
     stop = asyncio.Event()
     _install_stop_signals(stop)
     redis = connect(url, max_connections=config.redis.max_connections)
-    chain = None
+    connection = None
     try:
+        try:
+            await check_eviction_policy(redis, allow_eviction=config.redis.allow_eviction)
+        except EvictionPolicyError as err:
+            click.echo(f"relayminer: {err}", err=True)
+            sys.exit(2)
         keys = KeyBuilder(config.redis.namespace)
-        chain = await open_chain(config, redis, keys)
+        connection = await build_chain(config.chain, redis, keys=keys, suppliers=config.suppliers)
         if config.metrics.enabled:
             _start_metrics(config.metrics.host, config.metrics.port)
-        await Miner(config, redis, chain).run(stop)
+        await Miner(config, redis, connection.chain, driver=connection.driver).run(stop)
     finally:
-        if chain is not None:
-            await chain.close()
+        if connection is not None:
+            await connection.close()
         await redis.aclose()
 
 
