@@ -178,10 +178,9 @@ def _leaf_payload(leaf: _Leaf) -> bytes:
 
 
 def _key_arg(key: object) -> bytes:
-    key = as_bytes("key", key)
-    if len(key) != 32:
-        raise SMSTInvalidArgumentError(f"key must be a 32-byte relay hash, got {len(key)} bytes")
-    return key
+    """A key of any length (Go smt hashes it to the 32-byte path; the miner's keys are relay
+    hashes, a rule its relay parser enforces, not the trie)."""
+    return as_bytes("key", key)
 
 
 def _weight_arg(weight: object) -> int:
@@ -375,8 +374,8 @@ class SparseMerkleSumTrie:
     """The Pocket Network sparse Merkle sum trie (SHA-256, no value hasher).
 
     ``SparseMerkleSumTrie(store)`` starts empty on ``store`` (a :class:`MemoryMapStore` when
-    None); :meth:`import_root` resumes a committed trie from ``(store, root)``. Keys are 32-byte
-    relay hashes; the leaf path is ``sha256(key)``. Weights are uint64; sums and counts wrap
+    None); :meth:`import_root` resumes a committed trie from ``(store, root)``. Keys are bytes
+    of any length (the miner's are 32-byte relay hashes); the leaf path is ``sha256(key)``. Weights are uint64; sums and counts wrap
     mod 2**64 like Go.
     """
 
@@ -477,7 +476,7 @@ class SparseMerkleSumTrie:
 
     def update(self, key: bytes, value: bytes, weight: int) -> None:
         """Insert or replace the leaf of ``key`` (Go ``Update``, §6.1)."""
-        if type(key) is not bytes or len(key) != 32:
+        if type(key) is not bytes:
             key = _key_arg(key)
         if type(value) is not bytes:
             value = as_bytes("value", value)
