@@ -78,6 +78,7 @@ __all__ = [
     "calc_root",
 ]
 
+
 class SparseMerkleSumTrie(TrieReader):
     """The Pocket Network sparse Merkle sum trie (SHA-256, no value hasher).
 
