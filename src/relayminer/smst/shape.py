@@ -34,7 +34,7 @@ sha256 = hashlib.sha256
 
 
 class SMSTUnsupportedShapeError(SMSTError):
-    """``prove_closest`` reached a post-delete shape on which Go panics (spec §10).
+    """``prove_closest`` reached a post-delete shape on which Go smt panics.
 
     The relay flow never deletes, so this cannot happen on a miner's trees.
     """

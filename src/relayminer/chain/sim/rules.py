@@ -190,7 +190,8 @@ def _unproven(claim: Claim) -> Claim:
 
 
 async def proof_requirement_for(ctx: BlockContext, claim: Claim) -> ProofRequirementReason:
-    """The chain's requirement decision for a stored claim (status unset, spec §2.2)."""
+    """The chain's requirement decision for a stored claim (status unset; poktroll
+    ``x/proof/keeper/proof_requirement.go``)."""
     cfg = ctx.config
     header = claim.session_header
     seed_hash = await ctx.block_hash(
