@@ -98,11 +98,11 @@ async def test_a_tree_ahead_of_its_counters_waits_then_claims_at_the_last_chance
         key = KEYS.miner_session_key(SUP1, sid)
         await backend.client.hincrby(key, "relay_count", -1)
         await backend.client.hincrby(key, "total_compute_units", -10)
-        await world.run_to(7)  # H=6, 7: the next pass can still submit: wait
+        await world.run_to(6)  # H=6: two later passes (7, 8) can still submit: wait
         assert (await world.session(SUP1, sid)).state is SessionState.CLAIMING
         assert world.reports[-1].claimed == []
         before = mismatches("counters_behind")
-        await world.step()  # H=8: the last submission: the tree (every relay) is claimed
+        await world.step()  # H=7: no more waiting: the tree (every relay) is claimed
         snap = await world.session(SUP1, sid)
         assert snap.state is SessionState.CLAIMED
         assert snap.claimed_root_hash is not None

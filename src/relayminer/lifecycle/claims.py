@@ -105,7 +105,8 @@ class ClaimPhase:
             return _Damaged(check)
         if check.verdict is TreeVerdict.COUNTERS_BEHIND:
             windows = await ctx.windows(s.session_end_height, height)
-            if windows.can_submit_claim(height + 1, ctx.config.submit_safety_blocks):
+            # Wait only while two more passes could still submit (heights may be coalesced).
+            if windows.can_submit_claim(height + 2, ctx.config.submit_safety_blocks):
                 log.info(
                     "tree ahead of the counters, claim deferred",
                     extra={"supplier": ctx.supplier, "session_id": sid, "detail": check.detail},
