@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import relayminer.smst.nodes as nodes_module
-import relayminer.smst.trie as smst_module
+import relayminer.smst.shape as smst_module
 from relayminer.smst.mapstore import MemoryMapStore
 from relayminer.smst.proof import CompactClosestProof, verify_compact_closest_proof
 from relayminer.smst.trie import SparseMerkleSumTrie

@@ -9,20 +9,26 @@ The documented example is ``miner.example.yaml`` at the repository root.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
+from relayminer.chain.factory import ChainSettingsError, check_chain_settings
+from relayminer.chain.settings import ChainSettings, SimulatedChainSettings
 from relayminer.errors import RelayMinerError
 from relayminer.keys import Namespace
-from relayminer.lifecycle.manager import LifecycleConfig
-from relayminer.protocol.proof_requirement import ProofParams
-from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
-from relayminer.protocol.windows import SharedParams
+from relayminer.lifecycle.config import LifecycleConfig
+from relayminer.pipeline.worker import MAX_BATCH_SIZE, WorkerConfig
 from relayminer.runtime.connections import cluster_refusal
 from relayminer.runtime.redis_url import ClusterSettings, parse_redis_url
+
+#: the ``chain.type`` values (tags of the :data:`ChainSettings` union)
+_CHAIN_TYPES = frozenset(
+    tag
+    for member in get_args(get_args(ChainSettings)[0]) or (get_args(ChainSettings)[0],)
+    for tag in get_args(member.model_fields["type"].annotation)
+)
 
 
 class ConfigError(RelayMinerError, ValueError):
@@ -42,6 +48,9 @@ class RedisSection(_Section):
     pool_timeout_seconds: float = Field(30.0, gt=0)
     #: key segments (``Namespace``), each defaulting alone; must match the Go relayers
     namespace: Namespace = Namespace()
+    #: run although Redis's ``maxmemory-policy`` may evict keys (an evicted tree or dedup set
+    #: loses relays); without it ``relayminer run`` refuses to start on such a server
+    allow_eviction: bool = False
 
     @field_validator("url")
     @classmethod
@@ -55,24 +64,12 @@ class RedisSection(_Section):
 
 
 class WorkerSection(_Section):
-    batch_size: int = Field(1000, ge=1, le=5000)
-    block_ms: int = Field(1000, ge=1, le=60_000)
-    claim_idle_ms: int = Field(30_000, ge=0)
-    max_retries: int = Field(3, ge=0)
+    """The relay worker's knobs; defaults are :class:`WorkerConfig`'s (written there once)."""
 
-
-class LifecycleSection(_Section):
-    submit_safety_blocks: int = Field(1, ge=0)
-    max_submit_attempts: int = Field(3, ge=1)
-    min_claim_reward_upokt: int = Field(2, ge=0)
-    pre_proof_claim_check: bool = True
-    batch_claims: bool = True
-    batch_proofs: bool = True
-    max_rebroadcasts: int = Field(1, ge=0)
-    rebroadcast_safety_blocks: int = Field(1, ge=0)
-
-    def build(self) -> LifecycleConfig:
-        return LifecycleConfig(**self.model_dump())
+    batch_size: int = Field(WorkerConfig.batch_size, ge=1, le=MAX_BATCH_SIZE)
+    block_ms: int = Field(WorkerConfig.block_ms, ge=1, le=60_000)
+    claim_idle_ms: int = Field(WorkerConfig.claim_idle_ms, ge=0)
+    max_retries: int = Field(WorkerConfig.max_retries, ge=0)
 
 
 class LeaseSection(_Section):
@@ -98,82 +95,6 @@ class LoggingSection(_Section):
     json_lines: bool = False
 
 
-class ServiceSection(_Section):
-    compute_units_per_relay: int = Field(1, ge=1)
-    #: hex of the 32-byte relay difficulty target; 64 x 'f' is the base difficulty
-    relay_difficulty_target_hex: str = BASE_RELAY_DIFFICULTY_TARGET_HASH.hex()
-
-    @field_validator("relay_difficulty_target_hex")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("must be hex") from None
-        if len(raw) != 32:
-            raise ValueError("must be 32 bytes (64 hex digits)")
-        return value.lower()
-
-
-class SharedParamsSection(_Section):
-    num_blocks_per_session: int = Field(4, ge=1)
-    grace_period_end_offset_blocks: int = Field(1, ge=0)
-    claim_window_open_offset_blocks: int = Field(1, ge=0)
-    claim_window_close_offset_blocks: int = Field(4, ge=0)
-    proof_window_open_offset_blocks: int = Field(0, ge=0)
-    proof_window_close_offset_blocks: int = Field(4, ge=0)
-    compute_units_to_tokens_multiplier: int = Field(42_000_000, ge=1)
-    compute_unit_cost_granularity: int = Field(1_000_000, ge=1)
-
-
-class ProofParamsSection(_Section):
-    proof_request_probability: float = Field(0.25, ge=0, le=1)
-    proof_requirement_threshold_upokt: int = Field(20_000_000, ge=0)
-    proof_missing_penalty_upokt: int = Field(320_000_000, ge=0)
-    proof_submission_fee_upokt: int = Field(0, ge=0)
-
-
-class ChainSection(_Section):
-    """The chain. Only ``simulated`` exists today (behind the ``Chain`` interface); its state
-    lives in Redis, so every replica sharing the Redis shares the chain."""
-
-    type: Literal["simulated"] = "simulated"
-    #: whether this process may produce blocks (one producer at a time, lease-guarded)
-    produce_blocks: bool = True
-    block_time_seconds: float = Field(1.0, gt=0)
-    shared_params: SharedParamsSection = SharedParamsSection()
-    proof_params: ProofParamsSection = ProofParamsSection()
-    services: dict[str, ServiceSection] = Field(
-        default_factory=lambda: {"anvil": ServiceSection(compute_units_per_relay=10)}
-    )
-    #: application address -> service ids it is staked for
-    applications: dict[str, list[str]] = Field(default_factory=lambda: {"pokt1app": ["anvil"]})
-    #: supplier operator address -> service ids; defaults to every miner supplier on every
-    #: service when empty
-    suppliers: dict[str, list[str]] = Field(default_factory=dict)
-    drop_rate: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
-
-    def build(self, miner_suppliers: list[str]) -> SimChainConfig:
-        suppliers = self.suppliers or {s: list(self.services) for s in miner_suppliers}
-        return SimChainConfig(
-            block_time_seconds=self.block_time_seconds,
-            shared_params=SharedParams(**self.shared_params.model_dump()),
-            proof_params=ProofParams(**self.proof_params.model_dump()),
-            services={
-                sid: ServiceConfig(
-                    compute_units_per_relay=svc.compute_units_per_relay,
-                    relay_difficulty_target=bytes.fromhex(svc.relay_difficulty_target_hex),
-                )
-                for sid, svc in self.services.items()
-            },
-            applications={a: tuple(s) for a, s in self.applications.items()},
-            suppliers={s: tuple(v) for s, v in suppliers.items()},
-            drop_rate=self.drop_rate,
-            seed=self.seed,
-        )
-
-
 class MinerConfig(_Section):
     #: supplier operator addresses this miner may own (each at most one replica at a time)
     suppliers: list[str] = Field(min_length=1)
@@ -185,11 +106,11 @@ class MinerConfig(_Section):
     deduplication_ttl_blocks: int = Field(240, ge=1)
     redis: RedisSection = RedisSection()
     worker: WorkerSection = WorkerSection()
-    lifecycle: LifecycleSection = LifecycleSection()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     leases: LeaseSection = LeaseSection()
     metrics: MetricsSection = MetricsSection()
     logging: LoggingSection = LoggingSection()
-    chain: ChainSection = ChainSection()
+    chain: ChainSettings = SimulatedChainSettings()
 
     @field_validator("suppliers")
     @classmethod
@@ -200,6 +121,14 @@ class MinerConfig(_Section):
             raise ValueError("supplier addresses must be unique")
         return suppliers
 
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _default_chain_type(cls, value: Any) -> Any:
+        """``chain.type`` defaults to ``simulated``, as the union's default member."""
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": SimulatedChainSettings().type, **value}
+        return value
+
     @property
     def dedup_ttl_seconds(self) -> int:
         return max(1, int(self.deduplication_ttl_blocks * self.chain.block_time_seconds))
@@ -208,7 +137,10 @@ class MinerConfig(_Section):
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = list(e["loc"])
+        if len(loc) > 2 and loc[0] == "chain" and loc[1] in _CHAIN_TYPES:
+            del loc[1]  # the union's tag: ``chain.block_time_seconds``, not ``chain.simulated...``
+        where = ".".join(str(p) for p in loc) or "<root>"
         lines.append(f"{where}: {e['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
@@ -238,8 +170,8 @@ def load_config(path: str | Path) -> MinerConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     config = parse_config(doc)
-    try:  # the simulated chain validates what the schema cannot (service references ...)
-        config.chain.build(config.suppliers)
-    except RelayMinerError as err:
-        raise ConfigError(f"invalid configuration: chain: {err}") from None
+    try:  # the chain validates what the schema cannot
+        check_chain_settings(config.chain, config.suppliers)
+    except ChainSettingsError as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
     return config

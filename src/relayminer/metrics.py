@@ -126,3 +126,12 @@ STATE_LOST = Counter(
     "persistence, FLUSHALL, failover to an empty replica).",
     ["supplier"],
 )
+TREE_MISMATCHES = Counter(
+    "ha_miner_tree_mismatch_total",
+    "Sessions whose tree disagreed with their counters or was incomplete before the claim.",
+    ["supplier", "reason"],
+)
+REDIS_EVICTING = Gauge(
+    "ha_miner_redis_eviction_policy_evicting",
+    "1 while the Redis maxmemory-policy may evict the miner's keys (redis.allow_eviction).",
+)

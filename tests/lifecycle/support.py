@@ -189,5 +189,5 @@ class FlakyChain:
             raise ChainUnavailableError("node unreachable (test)")
         if self.reject_next:
             self.reject_next -= 1
-            return TxResult(tx_hash="", code=19, log="mempool is full (test)")
+            return TxResult(tx_hash="", code=20, log="mempool is full (test)", codespace="sdk")
         return await self.inner.broadcast(msgs)

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from relayminer.chain.sim.setup import sim_chain_config
 from relayminer.config import ConfigError, MinerConfig, load_config, parse_config
+from relayminer.lifecycle.config import LifecycleConfig
+from relayminer.pipeline.worker import WorkerConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "miner.example.yaml"
 
@@ -18,8 +21,9 @@ def test_example_config_is_valid_and_documented() -> None:
     config = load_config(EXAMPLE)
     assert config.suppliers == ["pokt1supplieralpha", "pokt1supplierbeta"]
     assert config.redis.url is None  # embedded by default
-    assert config.worker.batch_size == 1000 and config.leases.ttl_seconds == 15
-    chain = config.chain.build(config.suppliers)
+    assert config.worker.batch_size == 500 and config.leases.ttl_seconds == 15
+    assert config.redis.allow_eviction is False
+    chain = sim_chain_config(config.chain, config.suppliers)
     assert set(chain.suppliers) == set(config.suppliers)
     assert chain.services["anvil"].compute_units_per_relay == 10
     text = EXAMPLE.read_text()
@@ -42,7 +46,27 @@ def test_minimal_config_gets_defaults() -> None:
     config = parse_config({"suppliers": ["pokt1a"]})
     assert config.session_ttl_seconds == 7200
     assert config.dedup_ttl_seconds == 240  # 240 blocks x 1 s
-    assert config.chain.build(config.suppliers).suppliers == {"pokt1a": ("anvil",)}
+    assert sim_chain_config(config.chain, config.suppliers).suppliers == {"pokt1a": ("anvil",)}
+
+
+def test_each_default_is_written_once() -> None:
+    """The operator's sections take their defaults from the components themselves."""
+    config = parse_config({"suppliers": ["pokt1a"]})
+    worker = WorkerConfig()
+    assert config.worker.model_dump() == {
+        "batch_size": worker.batch_size,
+        "block_ms": worker.block_ms,
+        "claim_idle_ms": worker.claim_idle_ms,
+        "max_retries": worker.max_retries,
+    }
+    assert config.lifecycle == LifecycleConfig()  # the component's model is the section
+
+
+def test_chain_type_is_a_discriminated_union() -> None:
+    config = parse_config({"suppliers": ["pokt1a"], "chain": {"type": "simulated"}})
+    assert config.chain.type == "simulated"
+    with pytest.raises(ConfigError, match="chain: Input tag 'pocket-nope'"):
+        parse_config({"suppliers": ["pokt1a"], "chain": {"type": "pocket-nope"}})
 
 
 @pytest.mark.parametrize(
@@ -70,6 +94,16 @@ def test_minimal_config_gets_defaults() -> None:
         ),
         ({"suppliers": ["a"], "wokrer": {}}, "wokrer", "Extra inputs are not permitted"),
         ({"suppliers": ["a"], "logging": {"level": "LOUD"}}, "logging.level", "Input should be"),
+        (
+            {"suppliers": ["a"], "lifecycle": {"max_submit_attempts": 0}},
+            "lifecycle.max_submit_attempts",
+            "greater than",
+        ),
+        (
+            {"suppliers": ["a"], "lifecycle": {"max_rebroadcasts": 1.5}},
+            "lifecycle.max_rebroadcasts",
+            "valid integer",
+        ),
     ],
 )
 def test_invalid_values_name_the_field_and_the_reason(
@@ -86,7 +120,7 @@ def test_cross_references_are_checked(tmp_path: Path) -> None:
     path.write_text(
         yaml.safe_dump({"suppliers": ["a"], "chain": {"applications": {"pokt1app": ["nope"]}}})
     )
-    with pytest.raises(ConfigError, match="unknown service id 'nope'"):
+    with pytest.raises(ConfigError, match="names unknown service id"):
         load_config(path)
 
 

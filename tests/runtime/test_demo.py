@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 from rich.console import Console
 
+from relayminer.chain.sim.setup import open_simulated_chain, sim_chain_config
 from relayminer.cli import main
 from relayminer.demo import (
     ConsoleLogHandler,
@@ -37,7 +38,6 @@ from relayminer.demo import (
     with_live_display,
 )
 from relayminer.keys import KeyBuilder
-from relayminer.runtime.miner import open_chain
 from tests.conftest import RealServer, RedisBackend
 
 CONTRACT = (
@@ -147,7 +147,9 @@ async def test_demo_is_interrupted_by_its_stop_event(backend: RedisBackend) -> N
 async def test_demo_refuses_a_namespace_that_holds_a_chain(backend: RedisBackend) -> None:
     options = DemoOptions()
     config = demo_config(options)
-    chain = await open_chain(config, backend.client, KeyBuilder())
+    chain = await open_simulated_chain(
+        config.chain, backend.client, keys=KeyBuilder(), suppliers=config.suppliers
+    )
     await chain.close()
     with pytest.raises(DemoError, match="--namespace"):
         await run_demo(backend.client, options)
@@ -173,7 +175,7 @@ def test_demo_options_are_validated(bad: dict[str, float]) -> None:
 def test_demo_config_has_two_services_and_four_applications() -> None:
     config = demo_config(DemoOptions(suppliers=3, block_time_seconds=0.5, seed=4))
     assert config.suppliers == supplier_addresses(3)
-    chain = config.chain.build(config.suppliers)
+    chain = sim_chain_config(config.chain, config.suppliers)
     assert {s: v.compute_units_per_relay for s, v in chain.services.items()} == {
         "anvil": 10,
         "llm": 7,

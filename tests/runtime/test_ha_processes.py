@@ -24,6 +24,7 @@ import yaml
 
 from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mined_relay_message
+from relayminer.chain.sim.setup import sim_chain_config
 from relayminer.config import parse_config
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.runtime.embedded import free_loopback_port
@@ -85,7 +86,7 @@ async def test_owner_killed_mid_session_replica_takes_over_and_proves(
     replicas: dict[str, subprocess.Popen[bytes]] = {}
     ports = {"A": free_loopback_port(), "B": free_loopback_port()}
     docs = {k: config_doc(real_server.url, f"replica-{k}", ports[k]) for k in ports}
-    chain_config = parse_config(docs["A"]).chain.build([SUP])
+    chain_config = sim_chain_config(parse_config(docs["A"]).chain, [SUP])
     chain = SimulatedChain(r, chain_config)
     await chain.init()
     stop_chain = asyncio.Event()

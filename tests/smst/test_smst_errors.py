@@ -12,6 +12,7 @@ from relayminer.errors import RelayMinerError
 from relayminer.smst.mapstore import BatchMapStore, MapStore, MemoryMapStore
 from relayminer.smst.nodes import (
     PLACEHOLDER,
+    calc_root,
     encode_extension,
     encode_inner,
     encode_leaf,
@@ -22,7 +23,6 @@ from relayminer.smst.nodes import (
     parse_node,
 )
 from relayminer.smst.trie import (
-    SMSTError,
     SMSTInvalidArgumentError,
     SMSTKeyNotFoundError,
     SMSTNodeCorruptError,
@@ -31,7 +31,7 @@ from relayminer.smst.trie import (
     SparseMerkleSumTrie,
 )
 
-from .support import build, reachable, sha, store_dict
+from .support import build, leaves_of, reachable, sha, store_dict
 
 KEY = sha(b"a")
 
@@ -57,21 +57,17 @@ def key_with_prefix(prefix: str, avoid: Iterable[bytes] = ()) -> bytes:
 # --- arguments ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [b"", b"\x00" * 31, b"\x00" * 33, b"x" * 64])
-def test_key_must_be_32_bytes(key: bytes) -> None:
+@pytest.mark.parametrize("key", [b"", b"\x00", b"abcde", b"\x07" * 7, b"\x00" * 33, b"x" * 64])
+def test_keys_of_any_length_are_hashed_to_their_path(key: bytes) -> None:
+    """As in Go smt: the path is sha256(key) whatever the key's length."""
     trie = SparseMerkleSumTrie()
-    for call in (
-        lambda: trie.update(key, b"v", 1),
-        lambda: trie.delete(key),
-        lambda: trie.get(key),
-    ):
-        with pytest.raises(SMSTInvalidArgumentError) as info:
-            call()
-        assert isinstance(info.value, ValueError)
-        assert isinstance(info.value, SMSTError)
-        assert isinstance(info.value, RelayMinerError)
-        assert "32-byte" in str(info.value)
-    assert trie.root() == PLACEHOLDER
+    trie.update(key, b"v", 3)
+    trie.update(sha(b"other"), b"w", 4)
+    assert trie.get(key) == (b"v", 3)
+    assert trie.root() == calc_root(leaves_of([(key, b"v", 3), (sha(b"other"), b"w", 4)]))
+    trie.commit()
+    trie.delete(key)
+    assert trie.get(key) is None and trie.count() == 1
 
 
 @pytest.mark.parametrize("key", ["a" * 32, 5, None, [0] * 32])

@@ -125,7 +125,6 @@ async def test_an_invalid_leaf_rejects_the_batch_and_leaves_no_trace(
     before = await snapshot(backend.client, store, "s")
     more = relay_leaves(random.Random(48), 20)
     bad_batches: list[list[Leaf]] = [
-        [*more[:10], (b"\x01" * 31, b"v", 1), *more[10:]],  # key not 32 bytes
         [*more[:10], (more[10][0], more[10][1], -1)],  # negative weight
         [*more[:10], (more[10][0], more[10][1], 1 << 64)],  # weight beyond uint64
     ]

@@ -1,4 +1,4 @@
-"""The chain, as the session lifecycle sees it (spec/lifecycle.md §8).
+"""The chain, as the session lifecycle sees it (``docs/chain.md``).
 
 :class:`Chain` is a ``typing.Protocol``: the lifecycle depends on nothing else, so a real
 Pocket node client and :class:`relayminer.chain.sim.chain.SimulatedChain` are interchangeable.
@@ -17,7 +17,8 @@ Conventions every implementation follows:
   included. Inclusion is observed through ``get_claim``/``claims`` (proof inclusion through
   the claim's ``proof_validation_status``);
 - a transport failure raises :class:`ChainUnavailableError`; a rejected tx is a ``TxResult``
-  with a non-zero code and a log saying why.
+  with the node's ``codespace`` and non-zero ``code``; :attr:`TxResult.reason` classifies
+  them (:mod:`relayminer.chain.rejections`), and nothing decides on the ``log``.
 """
 
 from __future__ import annotations

@@ -31,14 +31,14 @@ import enum
 __all__ = ["Rejection", "TxPhase", "classify"]
 
 
-class TxPhase(str, enum.Enum):  # noqa: UP042 - str() and format() stay as they are
+class TxPhase(enum.StrEnum):
     """Which kind of message a transaction carries."""
 
     CLAIM = "claim"
     PROOF = "proof"
 
 
-class Rejection(str, enum.Enum):  # noqa: UP042 - str() and format() stay as they are
+class Rejection(enum.StrEnum):
     """Why a chain did not accept (or did not execute) a claim or proof transaction."""
 
     #: accepted (code 0)
@@ -67,6 +67,8 @@ class Rejection(str, enum.Enum):  # noqa: UP042 - str() and format() stay as the
     TX_TOO_LARGE = "tx_too_large"
     #: any other failure: retried a bounded number of times
     UNKNOWN = "unknown"
+    #: no answer at all (the node could not be reached): not a rejection, never counted
+    UNAVAILABLE = "unavailable"
 
     @property
     def is_final(self) -> bool:

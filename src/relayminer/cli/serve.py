@@ -26,7 +26,7 @@ from relayminer.logs import configure_logging
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from relayminer.chain.sim.chain import SimulatedChain
+    from relayminer.chain.factory import ChainConnection
     from relayminer.config import MinerConfig
     from relayminer.keys import KeyBuilder
 
@@ -174,39 +174,47 @@ def _configure_run_logging(ctx: click.Context, config: MinerConfig) -> None:
 
 async def _run_miner(config: MinerConfig, url: str, signals: StopSignals) -> None:
     from relayminer.keys import KeyBuilder
-    from relayminer.runtime.miner import Miner
+    from relayminer.runtime.miner import EvictionPolicyError, Miner, check_eviction_policy
 
     redis = open_redis(
         url,
         max_connections=config.redis.max_connections,
         pool_timeout=config.redis.pool_timeout_seconds,
     )
-    chain = None
+    connection = None
     try:
         await check_redis(redis, url)
+        try:
+            await check_eviction_policy(redis, allow_eviction=config.redis.allow_eviction)
+        except EvictionPolicyError as err:
+            raise CliFailure(str(err), EXIT_CONFIG) from None
         if config.metrics.enabled:
             start_metrics(config.metrics.host, config.metrics.port)
-        chain = await _open_chain(config, redis, KeyBuilder(config.redis.namespace))
-        await Miner(config, redis, chain).run(signals.stop)
+        connection = await _open_chain(config, redis, KeyBuilder(config.redis.namespace))
+        await Miner(config, redis, connection.chain, driver=connection.driver).run(signals.stop)
     finally:
-        if chain is not None:
-            await chain.close()
+        if connection is not None:
+            await connection.close()
         await redis.aclose()
 
 
-async def _open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> SimulatedChain:
-    """The simulated chain; a chain stored with another configuration names what differs."""
+async def _open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> ChainConnection:
+    """The configured chain; a simulated chain stored with another configuration names what
+    differs."""
+    from relayminer.chain.factory import build_chain
+    from relayminer.chain.settings import SimulatedChainSettings
     from relayminer.chain.sim.errors import SimChainConfigMismatchError
+    from relayminer.chain.sim.setup import sim_chain_config
     from relayminer.chain.sim.state import SimChainKeys
     from relayminer.cli.startup import explain_chain_mismatch
-    from relayminer.runtime.miner import open_chain
 
     try:
-        return await open_chain(config, redis, keys)
+        return await build_chain(config.chain, redis, keys=keys, suppliers=config.suppliers)
     except SimChainConfigMismatchError:
+        assert isinstance(config.chain, SimulatedChainSettings)
         sim_keys = SimChainKeys(keys)
         stored = await redis.get(sim_keys.config)
-        configured = config.chain.build(config.suppliers).to_json()
+        configured = sim_chain_config(config.chain, config.suppliers).to_json()
         raise CliFailure(
             f"the simulated chain in Redis (keys {sim_keys.prefix}:*) was created with another "
             f"configuration: {explain_chain_mismatch(stored, configured)}; restore those "

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 
 from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.loadgen import LoadGenerator
+from relayminer.chain.sim.setup import open_simulated_chain
 from relayminer.chain.sim.state import SimChainKeys
 from relayminer.config import MinerConfig, parse_config
 from relayminer.errors import RelayMinerError
@@ -45,7 +46,7 @@ from relayminer.lifecycle.manager import PassReport
 from relayminer.lifecycle.rules import Windows
 from relayminer.pipeline.worker import BatchResult
 from relayminer.protocol.windows import SharedParams
-from relayminer.runtime.miner import Miner, MinerHooks, open_chain
+from relayminer.runtime.miner import Miner, MinerHooks
 from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 
@@ -320,7 +321,9 @@ class _Demo:
                 f"this Redis database already holds a simulated chain under namespace "
                 f"{self.keys.ns.base_prefix!r}: use another --namespace or an empty database"
             )
-        chain = await open_chain(self.config, self.redis, self.keys)
+        chain = await open_simulated_chain(
+            self.config.chain, self.redis, keys=self.keys, suppliers=self.config.suppliers
+        )
         try:
             return await self._run(chain)
         finally:
@@ -333,6 +336,7 @@ class _Demo:
             self.config,
             self.redis,
             chain,
+            driver=chain.run if self.config.chain.produce_blocks else None,
             hooks=MinerHooks(on_batch=self.live.on_batch, on_pass=self.live.on_pass),
         )
         loadgen = LoadGenerator(

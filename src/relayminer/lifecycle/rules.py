@@ -1,4 +1,4 @@
-"""What to do with a session at a height: the lifecycle's decisions, pure (spec/lifecycle.md §3.4).
+"""What to do with a session at a height: the lifecycle's decisions, pure (``docs/lifecycle.md``).
 
 Every rule is level-triggered (``>=``): a pass at height ``H`` decides from the stored state and
 the windows alone, so skipped heights and restarts lose nothing. Compared with the Go miner

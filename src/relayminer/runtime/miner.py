@@ -9,8 +9,11 @@
   lease;
 - a pipeline whose lease is lost is stopped before the lease can move; a task that crashes is
   restarted with backoff;
-- with ``chain.produce_blocks`` the replica also competes to produce the simulated chain's
-  blocks (one producer at a time).
+- it runs the chain's *driver* when the chain has one (:func:`relayminer.chain.factory.
+  build_chain`; for the simulated chain: block production, one producer at a time);
+- it refuses to start on a Redis whose ``maxmemory-policy`` may evict keys, unless
+  ``redis.allow_eviction`` is set, and re-checks the policy every minute
+  (:func:`check_eviction_policy`).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from relayminer import metrics
 from relayminer.chain.base import Chain
-from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.factory import Driver
 from relayminer.config import MinerConfig
-from relayminer.errors import LeaseLostError
+from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.manager import LifecycleManager, PassReport
 from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
@@ -38,8 +43,53 @@ from relayminer.runtime.leases import Fence, SupplierLeases
 log = logging.getLogger(__name__)
 
 
+#: how often a running miner re-reads Redis's ``maxmemory-policy``
+EVICTION_CHECK_SECONDS = 60.0
+
+
+class EvictionPolicyError(RelayMinerError):
+    """Redis may evict the miner's keys and ``redis.allow_eviction`` is not set."""
+
+
 def default_instance_id() -> str:
     return f"miner-{socket.gethostname()}-{os.getpid()}"
+
+
+async def check_eviction_policy(redis: Redis, *, allow_eviction: bool) -> str | None:
+    """Read ``CONFIG GET maxmemory-policy``; return the policy (None when it cannot be read).
+
+    An evicting policy (``allkeys-*``, ``volatile-*``) can drop a tree's nodes, its
+    ``live_root`` or a dedup set: relays are lost or counted twice without any error. It raises
+    :class:`EvictionPolicyError` unless ``allow_eviction`` (then a WARNING and the
+    ``ha_miner_redis_eviction_policy_evicting`` gauge at 1). A server with ``CONFIG`` disabled
+    or renamed is logged as unchecked.
+    """
+    try:
+        reply = await redis.config_get("maxmemory-policy")
+    except RedisError as err:
+        log.warning(
+            "could not check the Redis maxmemory-policy (CONFIG unavailable)",
+            extra={"error": str(err)},
+        )
+        return None
+    raw = next(iter(reply.values()), None) if reply else None
+    if raw is None:
+        log.warning("could not check the Redis maxmemory-policy (no value returned)")
+        return None
+    policy = raw.decode() if isinstance(raw, bytes) else str(raw)
+    evicting = policy.startswith(("allkeys-", "volatile-"))
+    metrics.REDIS_EVICTING.set(1 if evicting else 0)
+    if evicting and not allow_eviction:
+        raise EvictionPolicyError(
+            f"Redis maxmemory-policy is {policy!r}: evicted keys lose relays; set it to "
+            "'noeviction' or set redis.allow_eviction: true"
+        )
+    if evicting:
+        log.warning(
+            "Redis may evict the miner's keys (redis.allow_eviction is set)",
+            extra={"maxmemory_policy": policy},
+        )
+    return policy
 
 
 @dataclass
@@ -115,11 +165,13 @@ class Miner:
         redis: Redis,
         chain: Chain,
         *,
+        driver: Driver | None = None,
         hooks: MinerHooks | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
         self.chain = chain
+        self.driver = driver
         self.keys = KeyBuilder(config.redis.namespace)
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
@@ -156,10 +208,7 @@ class Miner:
             self.redis,
             supplier,
             WorkerConfig(
-                batch_size=c.worker.batch_size,
-                block_ms=c.worker.block_ms,
-                claim_idle_ms=c.worker.claim_idle_ms,
-                max_retries=c.worker.max_retries,
+                **c.worker.model_dump(),
                 consumer_name=self.instance_id,
                 namespace=self.keys.ns,
                 session_ttl_seconds=c.session_ttl_seconds,
@@ -173,7 +222,7 @@ class Miner:
             supplier,
             self.chain,
             keys=self.keys,
-            config=c.lifecycle.build(),
+            config=c.lifecycle,
             session_ttl_seconds=c.session_ttl_seconds,
             fence=fence,
             on_pass=on_pass,
@@ -195,13 +244,18 @@ class Miner:
             log.info("stopped mining supplier", extra={"supplier": supplier})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop``; then stop every pipeline and release every lease."""
+        """Run until ``stop``; then stop every pipeline and release every lease. Raises
+        :class:`EvictionPolicyError` at once, before taking any lease, on an evicting Redis
+        (unless ``redis.allow_eviction``)."""
+        allow = self.config.redis.allow_eviction
+        await check_eviction_policy(self.redis, allow_eviction=allow)
         tasks = [
             asyncio.create_task(self.leases.run(stop), name="leases"),
             asyncio.create_task(run_gc_freezer(stop), name="gc-freezer"),
+            asyncio.create_task(self._watch_eviction_policy(stop), name="eviction-policy"),
         ]
-        if self.config.chain.produce_blocks and isinstance(self.chain, SimulatedChain):
-            tasks.append(asyncio.create_task(self.chain.run(stop), name="chain"))
+        if self.driver is not None:
+            tasks.append(asyncio.create_task(self.driver(stop), name="chain-driver"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -209,10 +263,13 @@ class Miner:
                 await pipeline.stop()
             self.pipelines.clear()
 
-
-async def open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> SimulatedChain:
-    """The simulated chain in Redis: created at genesis by the first replica, attached by the
-    others (a different configuration than the stored one is an error)."""
-    chain = SimulatedChain(redis, config.chain.build(config.suppliers), keys=keys)
-    await chain.init()
-    return chain
+    async def _watch_eviction_policy(self, stop: asyncio.Event) -> None:
+        """Re-read the policy every :data:`EVICTION_CHECK_SECONDS`; a policy turned evicting
+        while running is an ERROR (the miner keeps going: stopping would lose more)."""
+        while not await wait_or_stop(stop, EVICTION_CHECK_SECONDS):
+            try:
+                await check_eviction_policy(
+                    self.redis, allow_eviction=self.config.redis.allow_eviction
+                )
+            except EvictionPolicyError as err:
+                log.error("Redis eviction policy changed while running", extra={"error": str(err)})

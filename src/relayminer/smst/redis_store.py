@@ -499,6 +499,28 @@ class RedisSMSTStore:
             except SMSTNodeMissingError as missing:
                 await self._fetch_one(sid, store, missing.digest)
 
+    async def prove_closest_many(
+        self, sid: str, paths: Sequence[bytes]
+    ) -> tuple[bytes, list[ClosestProof]]:
+        """Closest proofs of every path against the sealed root, the nodes of all of them
+        fetched in one round trip (the lifecycle's tree check before a claim). Raises
+        :class:`SMSTNodeMissingError` when a node under the root is not stored."""
+        root = await self.sealed_root(sid)
+        if root is None:
+            raise SMSTNotSealedError(f"session {sid} has no sealed root")
+        store = _PrefetchStore()
+        trie = SparseMerkleSumTrie.import_root(store, root)
+        await self._fetch(sid, store, root, "closest", paths)
+        proofs = []
+        for path in paths:
+            while True:
+                try:
+                    proofs.append(trie.prove_closest(path))
+                    break
+                except SMSTNodeMissingError as missing:
+                    await self._fetch_one(sid, store, missing.digest)
+        return root, proofs
+
     async def delete(self, sid: str) -> None:
         """Drop every SMST key of the session (after it settled or failed for good); fenced."""
         self.forget(sid)

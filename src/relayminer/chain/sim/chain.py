@@ -44,13 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
@@ -67,27 +65,22 @@ from relayminer.chain.base import (
 )
 from relayminer.chain.sim.config import SimChainConfig
 from relayminer.chain.sim.errors import (
-    BlockProducerBusyError,
-    BlockProducerConflictError,
     SimChainConfigMismatchError,
     SimChainNotInitialisedError,
-    SimChainStateError,
     TxRejectedError,
     UnknownBlockError,
     UnknownServiceError,
+    transport_errors,
 )
-from relayminer.chain.sim.rules import (
-    BlockContext,
-    execute_msg,
-    run_proof_end_blocker,
-    settle_claims,
-)
+from relayminer.chain.sim.production import BlockProducer, as_block
+from relayminer.chain.sim.rules import BlockContext, execute_msg
 from relayminer.chain.sim.sessions import session_for
 from relayminer.chain.sim.state import (
     TOTAL_FIELDS,
     BlockRecord,
     SimChainKeys,
     StateView,
+    TxRecord,
     as_bytes,
     decode_claim,
     decode_events,
@@ -96,6 +89,7 @@ from relayminer.chain.sim.state import (
     encode_tx,
     tx_hash,
 )
+from relayminer.chain.sim.waiting import GENESIS_HEIGHT, BlockWaiter
 from relayminer.keys import KeyBuilder
 from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.windows import SharedParams
@@ -103,29 +97,6 @@ from relayminer.protocol.windows import SharedParams
 __all__ = ["SimChainSummary", "SimulatedChain", "TxRecord"]
 
 log = logging.getLogger(__name__)
-
-GENESIS_HEIGHT: Final = 1
-
-# KEYS[1] lease; ARGV[1] token, ARGV[2] ttl ms. Acquire when free (1), renew when ours (2),
-# else 0.
-_ACQUIRE_OR_RENEW = """
-local v = redis.call('GET', KEYS[1])
-if v == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if v == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 2
-end
-return 0
-"""
-
-# KEYS[1] lease; ARGV[1] token. Compare-and-delete.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 # KEYS[1] forced-drop counter. Returns 1 (and decrements) when a drop is pending.
 _TAKE_FORCED_DROP = """
@@ -136,22 +107,6 @@ if n > 0 then
 end
 return 0
 """
-
-
-@dataclass(frozen=True, slots=True)
-class TxRecord:
-    """The execution result of a tx included in a block (failed txs included).
-
-    ``msg_index`` is the index of the message that failed (None when the tx succeeded or could
-    not be decoded); ``events`` are the events the tx's messages emitted (empty on failure).
-    """
-
-    tx_hash: str
-    height: int
-    code: int
-    log: str
-    msg_index: int | None = None
-    events: tuple[ChainEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,32 +136,8 @@ class SimChainSummary:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-@contextlib.contextmanager
-def _transport(operation: str) -> Iterator[None]:
-    """Redis/transport failures become :class:`ChainUnavailableError`."""
-    try:
-        yield
-    except (RedisError, OSError) as err:
-        if isinstance(err, WatchError):
-            raise
-        raise ChainUnavailableError(f"simulated chain: {operation} failed: {err}") from err
-
-
 def _genesis_hash(seed: int) -> bytes:
     return hashlib.sha256(f"relayminer-simchain/genesis/{seed}".encode()).digest()
-
-
-def _block_hash(prev_hash: bytes, height: int, tx_hashes: Sequence[str]) -> bytes:
-    h = hashlib.sha256(b"relayminer-simchain/block/")
-    h.update(prev_hash)
-    h.update(height.to_bytes(8, "big"))
-    for th in tx_hashes:
-        h.update(bytes.fromhex(th))
-    return h.digest()
-
-
-def _as_block(record: BlockRecord) -> Block:
-    return Block(height=record.height, hash=record.hash, time_unix=record.time_unix)
 
 
 class SimulatedChain:
@@ -237,28 +168,19 @@ class SimulatedChain:
         self._kb = keys if keys is not None else KeyBuilder()
         self.keys = SimChainKeys(self._kb)
         self._channel = self._kb.block_event_channel()
-        self._poll_interval = poll_interval_seconds
         lease = producer_lease_seconds
         if lease is None:
             lease = max(5.0, 3.0 * config.block_time_seconds)
-        if lease <= 0:
-            raise ValueError(f"producer_lease_seconds must be > 0, got {lease}")
-        self._lease_ms = max(1, int(lease * 1000))
         self._clock = clock
         # How mempool entries become messages: the simulator's own encoding by default; the
         # local node passes a TxRaw decoder (and enqueues TxRaw bytes with ``enqueue_tx``).
         self._decode_tx = tx_decoder if tx_decoder is not None else decode_tx
-        self._token = uuid.uuid4().hex
-        self._running = False
-        self._produce_lock = asyncio.Lock()
-        self._block_event = asyncio.Event()
         self._hash_cache: dict[int, bytes] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._closed = False
-        self._acquire_script = redis.register_script(_ACQUIRE_OR_RENEW)
-        self._release_script = redis.register_script(_RELEASE)
         self._take_drop_script = redis.register_script(_TAKE_FORCED_DROP)
+        self._waiter = BlockWaiter(
+            redis, self._channel, poll_interval_seconds, self.latest_block, self.block
+        )
+        self._producer = BlockProducer(self, lease, clock)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -268,7 +190,7 @@ class SimulatedChain:
     ) -> SimulatedChain:
         """A chain object for an existing simulated chain, with the config stored at genesis."""
         sim_keys = SimChainKeys(keys)
-        with _transport("read config"):
+        with transport_errors("read config"):
             raw = await redis.get(sim_keys.config)
         if raw is None:
             raise SimChainNotInitialisedError(
@@ -284,7 +206,7 @@ class SimulatedChain:
         """
         cfg = self.config
         snapshot = cfg.to_json().encode()
-        with _transport("init"):
+        with transport_errors("init"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(self.keys.height)
@@ -321,12 +243,7 @@ class SimulatedChain:
 
     async def close(self) -> None:
         """Stop the block listener and release the producer lease if held."""
-        self._closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await self._waiter.close()
         with contextlib.suppress(ChainUnavailableError):
             await self.release_producer()
 
@@ -339,7 +256,7 @@ class SimulatedChain:
     # --- Chain: reads ---------------------------------------------------------------------
 
     async def _height(self) -> int:
-        with _transport("read height"):
+        with transport_errors("read height"):
             raw = await self._redis.get(self.keys.height)
         if raw is None:
             raise SimChainNotInitialisedError(
@@ -348,18 +265,18 @@ class SimulatedChain:
         return int(raw)
 
     async def _block_record(self, height: int) -> BlockRecord:
-        with _transport("read block"):
+        with transport_errors("read block"):
             raw = await self._redis.hget(self.keys.blocks, str(height))
         if raw is None:
             raise UnknownBlockError(f"no committed block at height {height}")
         return BlockRecord.decode(height, as_bytes(raw))
 
     async def latest_block(self) -> Block:
-        return _as_block(await self._block_record(await self._height()))
+        return as_block(await self._block_record(await self._height()))
 
     async def block(self, height: int) -> Block:
         """The committed block at ``height`` (:class:`UnknownBlockError` if absent)."""
-        return _as_block(await self._block_record(height))
+        return as_block(await self._block_record(height))
 
     async def block_hash(self, height: int) -> bytes:
         cached = self._hash_cache.get(height)
@@ -393,12 +310,12 @@ class SimulatedChain:
         return session_for(self.config, application_address, service_id, height)
 
     async def get_claim(self, supplier: str, session_id: str) -> Claim | None:
-        with _transport("read claim"):
+        with transport_errors("read claim"):
             raw = await self._redis.hget(self.keys.claims(supplier), session_id)
         return None if raw is None else decode_claim(as_bytes(raw))
 
     async def claims(self, supplier: str) -> list[Claim]:
-        with _transport("read claims"):
+        with transport_errors("read claims"):
             raw = await self._redis.hgetall(self.keys.claims(supplier))
         found = [decode_claim(as_bytes(v)) for v in raw.values()]
         found.sort(
@@ -412,7 +329,7 @@ class SimulatedChain:
         if high < low:
             return []
         heights = list(range(low, high + 1))
-        with _transport("read events"):
+        with transport_errors("read events"):
             raws = await self._redis.hmget(self.keys.events, [str(h) for h in heights])
         out: list[ChainEvent] = []
         for h, raw in zip(heights, raws, strict=True):
@@ -423,7 +340,7 @@ class SimulatedChain:
     # --- extras: balances, summary, txs ---------------------------------------------------
 
     async def _hash_int(self, key: str, name: str) -> int:
-        with _transport("read balance"):
+        with transport_errors("read balance"):
             raw = await self._redis.hget(key, name)
         return 0 if raw is None else int(raw)
 
@@ -442,7 +359,7 @@ class SimulatedChain:
     async def summary(self) -> SimChainSummary:
         """Counts of claims settled / expired, rewards paid, txs dropped ..."""
         height = await self._height()
-        with _transport("read totals"):
+        with transport_errors("read totals"):
             raws = await self._redis.hmget(self.keys.totals, list(TOTAL_FIELDS))
         values = {
             name: 0 if raw is None else int(raw)
@@ -452,36 +369,27 @@ class SimulatedChain:
 
     async def tx_result(self, tx_hash_hex: str) -> TxRecord | None:
         """How an included tx executed; None if it never reached a block (pending or dropped)."""
-        with _transport("read tx"):
+        with transport_errors("read tx"):
             raw = await self._redis.hget(self.keys.txs, tx_hash_hex.upper())
         if raw is None:
             return None
-        doc = json.loads(raw)
-        index = doc.get("msg_index")
-        return TxRecord(
-            tx_hash_hex.upper(),
-            int(doc["height"]),
-            int(doc["code"]),
-            str(doc["log"]),
-            None if index is None else int(index),
-            tuple(decode_events(int(doc["height"]), json.dumps(doc.get("events", [])).encode())),
-        )
+        return TxRecord.decode(tx_hash_hex.upper(), raw)
 
     async def mempool_size(self) -> int:
-        with _transport("read mempool"):
+        with transport_errors("read mempool"):
             return int(await self._redis.llen(self.keys.mempool))
 
     async def drop_next_txs(self, n: int) -> None:
         """Silently drop the next ``n`` txs that pass CheckTx (they still answer code 0)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
-        with _transport("drop_next_txs"):
+        with transport_errors("drop_next_txs"):
             await self._redis.incrby(self.keys.drop_next, n)
 
     async def enqueue_tx(self, raw: bytes) -> str:
         """Append already-checked tx bytes to the mempool (no CheckTx here, no drop); the tx
         hash. For a caller that runs its own CheckTx and decodes with ``tx_decoder``."""
-        with _transport("enqueue tx"):
+        with transport_errors("enqueue tx"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(self.keys.totals, "txs_accepted", 1)
                 pipe.rpush(self.keys.mempool, raw)
@@ -490,29 +398,37 @@ class SimulatedChain:
 
     # --- broadcast (CheckTx) --------------------------------------------------------------
 
-    async def _check_tx(self, msgs: Sequence[Msg], height: int) -> str | None:
-        """CheckTx on a throwaway view at ``height`` (= latest + 1); the error log or None."""
+    async def _check_tx(self, msgs: Sequence[Msg], height: int) -> TxResult | None:
+        """The rejection of ``msgs`` at ``height`` (= latest + 1), or None when they pass.
+
+        A throwaway view runs every message: the ``ValidateBasic`` checks a node's CheckTx
+        runs, and the handlers a node's Simulate runs (a client simulates for gas before
+        broadcasting, so a window miss is seen at broadcast, as code 1 / ``undefined``).
+        """
         view = StateView(self._redis, self.keys)
         ctx = BlockContext(self.config, height, self.block_hash)
-        try:
-            for msg in msgs:
+        for index, msg in enumerate(msgs):
+            try:
                 await execute_msg(ctx, view, msg)
-        except TxRejectedError as err:
-            return err.log
+            except TxRejectedError as err:
+                return TxResult("", err.code, err.log_at(index), err.codespace)
         return None
 
     async def broadcast(self, msgs: Sequence[Msg]) -> TxResult:
-        """CheckTx against the latest height ``H`` (the tx lands at ``>= H + 1``).
+        """Simulate + CheckTx against the latest height ``H`` (the tx lands at ``>= H + 1``).
 
         Code 0: accepted into the mempool, or silently dropped (forced / ``drop_rate``).
-        Code 1: rejected, ``log`` says why; nothing enters the mempool.
+        Otherwise rejected, with a node's ``(codespace, code, log)``; nothing enters the
+        mempool.
         """
         if not msgs:
-            return TxResult(tx_hash="", code=1, log="tx holds no message")
+            return TxResult(
+                tx_hash="", code=18, log="invalid request: tx holds no message", codespace="sdk"
+            )
         try:
             raw = encode_tx(msgs)
         except TypeError as err:
-            return TxResult(tx_hash="", code=1, log=str(err))
+            return TxResult(tx_hash="", code=2, log=f"tx parse error: {err}", codespace="sdk")
         th = tx_hash(raw)
         latest = await self._height()
         try:
@@ -520,14 +436,14 @@ class SimulatedChain:
         except (RedisError, OSError) as err:
             raise ChainUnavailableError(f"simulated chain: CheckTx failed: {err}") from err
         if problem is not None:
-            with _transport("count rejected tx"):
+            with transport_errors("count rejected tx"):
                 await self._redis.hincrby(self.keys.totals, "txs_rejected", 1)
             log.info(
                 "simulated chain: tx rejected at CheckTx",
-                extra={"tx_hash": th, "height": latest, "reason": problem},
+                extra={"tx_hash": th, "height": latest, "reason": problem.log},
             )
-            return TxResult(tx_hash=th, code=1, log=problem)
-        with _transport("broadcast"):
+            return TxResult(th, problem.code, problem.log, problem.codespace)
+        with transport_errors("broadcast"):
             dropped = bool(await self._take_drop_script(keys=[self.keys.drop_next]))
             seq = int(await self._redis.incr(self.keys.tx_seq))
             if not dropped and self.config.drop_rate > 0:
@@ -547,14 +463,7 @@ class SimulatedChain:
             )
         return TxResult(tx_hash=th, code=0, log="")
 
-    # --- producer lease -------------------------------------------------------------------
-
-    async def _acquire_or_renew(self) -> int:
-        with _transport("acquire producer lease"):
-            got = await self._acquire_script(
-                keys=[self.keys.producer], args=[self._token, self._lease_ms]
-            )
-        return int(got)
+    # --- block production (:mod:`relayminer.chain.sim.production`) -------------------------
 
     async def acquire_producer(self) -> bool:
         """Take (or renew) the block-producer lease; False when another object holds it.
@@ -563,14 +472,11 @@ class SimulatedChain:
         it expires after ``producer_lease_seconds`` unless renewed (by this call, by
         :meth:`produce_block` or by :meth:`run`).
         """
-        return await self._acquire_or_renew() != 0
+        return await self._producer.acquire()
 
     async def release_producer(self) -> None:
         """Release the producer lease if this object holds it."""
-        with _transport("release producer lease"):
-            await self._release_script(keys=[self.keys.producer], args=[self._token])
-
-    # --- block production -----------------------------------------------------------------
+        await self._producer.release()
 
     async def produce_block(self) -> Block:
         """Execute the mempool, run the EndBlockers, commit and publish the next block.
@@ -579,101 +485,7 @@ class SimulatedChain:
         the producer lease, :class:`BlockProducerConflictError` if another producer committed
         the height meanwhile, :class:`ChainUnavailableError` on Redis failures.
         """
-        async with self._produce_lock:
-            lease = await self._acquire_or_renew()
-            if lease == 0:
-                raise BlockProducerBusyError(
-                    "another process holds the simulated chain's block-producer lease"
-                )
-            try:
-                block = await self._produce()
-            finally:
-                if lease == 1 and not self._running:  # we took it for this call only
-                    with contextlib.suppress(ChainUnavailableError):
-                        await self.release_producer()
-        self._notify_block()
-        return block
-
-    async def _produce(self) -> Block:
-        try:
-            return await self._produce_unguarded()
-        except WatchError as err:
-            raise BlockProducerConflictError(
-                "the chain height moved while the block was being built"
-            ) from err
-        except (RedisError, OSError) as err:
-            raise ChainUnavailableError(f"simulated chain: block production failed: {err}") from err
-
-    async def _produce_unguarded(self) -> Block:
-        latest = await self._height()
-        prev = await self._block_record(latest)
-        height = latest + 1
-        raw_txs = [as_bytes(r) for r in await self._redis.lrange(self.keys.mempool, 0, -1)]
-        view = StateView(self._redis, self.keys)
-        ctx = BlockContext(self.config, height, self.block_hash)
-        events: list[ChainEvent] = []
-        records: dict[str, TxRecord] = {}
-        hashes: list[str] = []
-        for raw in raw_txs:
-            th = tx_hash(raw)
-            hashes.append(th)
-            tx_view = view.child()
-            tx_events: list[ChainEvent] = []
-            msg_index: int | None = None
-            try:
-                for index, msg in enumerate(self._decode_tx(raw)):
-                    msg_index = index
-                    tx_events.append(await execute_msg(ctx, tx_view, msg))
-            except (TxRejectedError, SimChainStateError) as err:
-                reason = err.log if isinstance(err, TxRejectedError) else str(err)
-                failed_at = msg_index if isinstance(err, TxRejectedError) else None
-                view.count("txs_failed")
-                records[th] = TxRecord(th, height, 1, reason, failed_at)
-                events.append(ChainEvent(height, "EventTxFailed", {"tx_hash": th, "log": reason}))
-                log.info(
-                    "simulated chain: tx failed at DeliverTx",
-                    extra={"tx_hash": th, "height": height, "reason": reason},
-                )
-                continue
-            tx_view.merge()
-            view.count("txs_executed")
-            records[th] = TxRecord(th, height, 0, "", None, tuple(tx_events))
-            events.extend(tx_events)
-        events.extend(await run_proof_end_blocker(ctx, view))
-        events.extend(await settle_claims(ctx, view))
-        record = BlockRecord(
-            height, _block_hash(prev.hash, height, hashes), self._clock(), len(hashes)
-        )
-        notice = json.dumps({"height": height, "hash": record.hash.hex()}, separators=(",", ":"))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(self.keys.height)
-            current = await pipe.get(self.keys.height)
-            if current is None or int(current) != latest:
-                raise BlockProducerConflictError(
-                    f"chain height moved from {latest} to {current!r} while building {height}"
-                )
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(self.keys.height, height)
-            pipe.hset(self.keys.blocks, str(height), record.encode())
-            if raw_txs:
-                pipe.ltrim(self.keys.mempool, len(raw_txs), -1)
-            view.queue_writes(pipe)
-            pipe.hset(self.keys.events, str(height), encode_events(events))
-            for th, rec in records.items():
-                doc: dict[str, Any] = {"height": rec.height, "code": rec.code, "log": rec.log}
-                if rec.msg_index is not None:
-                    doc["msg_index"] = rec.msg_index
-                if rec.events:
-                    doc["events"] = json.loads(encode_events(rec.events))
-                pipe.hset(self.keys.txs, th, json.dumps(doc, separators=(",", ":")))
-            pipe.publish(self._channel, notice)
-            await pipe.execute()
-        self._hash_cache[height] = record.hash
-        log.debug(
-            "simulated chain: block committed",
-            extra={"height": height, "txs": len(hashes), "events": len(events)},
-        )
-        return _as_block(record)
+        return await self._producer.produce_block()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Produce a block every ``block_time_seconds`` until ``stop`` is set.
@@ -681,79 +493,9 @@ class SimulatedChain:
         Calls :meth:`init` first. Holds and renews the producer lease while running; when
         another process holds it, this loop stands by and takes over once it expires.
         """
-        await self.init()
-        loop = asyncio.get_running_loop()
-        interval = self.config.block_time_seconds
-        next_tick = loop.time() + interval
-        self._running = True
-        was_producing = False
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.0, next_tick - loop.time()))
-                if stop.is_set():
-                    break
-                next_tick = max(next_tick + interval, loop.time())
-                try:
-                    block = await self.produce_block()
-                except BlockProducerBusyError:
-                    if was_producing:
-                        log.warning("simulated chain: lost the block-producer lease")
-                    was_producing = False
-                    continue
-                except (BlockProducerConflictError, ChainUnavailableError) as err:
-                    log.warning(
-                        "simulated chain: block production failed", extra={"error": str(err)}
-                    )
-                    continue
-                if not was_producing:
-                    log.info("simulated chain: producing blocks", extra={"height": block.height})
-                was_producing = True
-        finally:
-            self._running = False
-            with contextlib.suppress(ChainUnavailableError):
-                await self.release_producer()
+        await self._producer.run(stop)
 
-    # --- waiting for blocks ---------------------------------------------------------------
-
-    def _notify_block(self) -> None:
-        event = self._block_event
-        self._block_event = asyncio.Event()
-        event.set()
-
-    async def _listen(self) -> None:
-        try:
-            pubsub = self._redis.pubsub()
-        except (RedisError, OSError) as err:  # pragma: no cover - constructor does no I/O
-            log.warning("simulated chain: block subscription failed", extra={"error": str(err)})
-            self._subscribed.set()
-            return
-        try:
-            await pubsub.subscribe(self._channel)
-            self._subscribed.set()
-            while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None and msg.get("type") == "message":
-                    self._notify_block()
-        except (RedisError, OSError) as err:
-            log.warning(
-                "simulated chain: block subscription failed, polling instead",
-                extra={"error": str(err)},
-            )
-        finally:
-            self._subscribed.set()
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _ensure_listener(self) -> None:
-        if self._closed:
-            return
-        if self._listener is None or self._listener.done():
-            if self._listener is not None:  # it failed: retry the subscription
-                self._subscribed = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(), name="simchain-block-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), self._poll_interval)
+    # --- waiting for blocks (:mod:`relayminer.chain.sim.waiting`) --------------------------
 
     async def wait_for_block(
         self,
@@ -767,34 +509,8 @@ class SimulatedChain:
         Raises ``TimeoutError`` after ``timeout`` seconds. Before genesis it keeps waiting.
         Call :meth:`close` when done: the first call starts a background subscriber task.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        await self._ensure_listener()  # subscribe first, then read: no notice can slip by
-        while True:
-            event = self._block_event
-            try:
-                block: Block | None = await self.latest_block()
-            except SimChainNotInitialisedError:
-                block = None  # the producer has not created genesis yet: keep waiting
-            if block is not None and block.height >= min_height:
-                return block
-            wait = self._poll_interval
-            if deadline is not None:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    latest = "none" if block is None else block.height
-                    raise TimeoutError(
-                        f"no block at height >= {min_height} within {timeout} s (latest {latest})"
-                    )
-                wait = min(wait, remaining)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
+        return await self._waiter.wait_for_block(min_height, timeout)
 
-    async def blocks(self, from_height: int) -> AsyncIterator[Block]:
+    def blocks(self, from_height: int) -> AsyncIterator[Block]:
         """Every committed block from ``from_height`` on, in order (waits for new ones)."""
-        height = max(from_height, GENESIS_HEIGHT)
-        while True:
-            latest = await self.wait_for_block(height)
-            for h in range(height, latest.height + 1):
-                yield await self.block(h)
-            height = latest.height + 1
+        return self._waiter.blocks(from_height)

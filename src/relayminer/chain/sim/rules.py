@@ -1,21 +1,26 @@
 """The simulated chain's message handlers, proof EndBlocker and settlement (one block's rules).
 
-Spec lifecycle.md §1.3, §2.2, §2.5, §6. Every function works on a
+Every function works on a
 :class:`~relayminer.chain.sim.state.StateView` at a given block height and stages its writes
 there; ``simchain.py`` decides which view is committed (DeliverTx) or thrown away (CheckTx).
 
 What is checked where:
 
-- **MsgCreateClaim** (CheckTx and DeliverTx): known supplier; header equals the on-chain
-  session (all five fields) and the supplier is in it; root is 48 bytes with count > 0 and
-  sum > 0; ``earliest_claim_commit <= height <= claim_close`` (log ``claim window``);
-  ``sum == count * compute_units_per_relay`` (log ``compute units``). Claims are upserts keyed by
-  (supplier, session id): ``EventClaimCreated`` / ``EventClaimUpdated``; an upsert resets the
-  proof status.
-- **MsgSubmitProof** (CheckTx and DeliverTx): same supplier/session checks; proof window (log
-  ``proof window``); non-empty proof bytes that decode as a compact closest proof; the claim
-  exists (log ``claim not found``); the supplier can pay ``proof_submission_fee``; the claim
-  requires a proof (log ``proof not required``). The proof is staged for the EndBlocker:
+Errors are reported as a node reports them (:class:`~relayminer.chain.sim.errors.TxRejectedError`):
+``ValidateBasic`` failures with their registered ``proof`` code (1101 address, 1104 root, 1108
+empty proof, 1115 header); handler failures as code 1, codespace ``undefined``, with
+poktroll's text ("claim attempted outside of the session's claim window: ...").
+
+- **MsgCreateClaim** (CheckTx and DeliverTx): well-formed (ValidateBasic); known supplier;
+  header equals the on-chain session (all five fields) and the supplier is in it; root is 48
+  bytes with count > 0 and sum > 0; ``earliest_claim_commit <= height <= claim_close``
+  (FailedPrecondition, 1121); ``sum == count * compute_units_per_relay`` (1126). Claims are
+  upserts keyed by (supplier, session id): ``EventClaimCreated`` / ``EventClaimUpdated``; an
+  upsert resets the proof status.
+- **MsgSubmitProof** (CheckTx and DeliverTx): same supplier/session checks; non-empty proof
+  bytes (1108); proof window (1122); bytes that decode as a compact closest proof; the claim
+  exists ("claim not found", 1106); the supplier can pay ``proof_submission_fee`` (1127); the
+  claim requires a proof ("proof not required", 1129). The proof is staged for the EndBlocker:
   ``EventProofSubmitted`` / ``EventProofUpdated`` (a second proof for the claim in one block).
 - **Proof EndBlocker** (:func:`validate_proof`): decompact; path equals
   ``proof_path(hash of block proof_seed_height, session id)``; the closest leaf value decodes as
@@ -116,18 +121,40 @@ def _header_text(h: SessionHeader) -> str:
 def _service(ctx: BlockContext, service_id: str) -> ServiceConfig:
     svc = ctx.config.services.get(service_id)
     if svc is None:
-        raise TxRejectedError(f"unknown service {service_id!r}")
+        raise TxRejectedError.handler("NotFound", f"service not found: {service_id!r}")
     return svc
 
 
+def _validate_basic(supplier: str, header: SessionHeader) -> None:
+    """The stateless checks of both messages' ``ValidateBasic`` (registered ``proof`` codes,
+    reported by CheckTx): a supplier address (1101) and a well-formed header (1115)."""
+    if not supplier or any(c.isspace() for c in supplier):
+        raise TxRejectedError.stateless(1101, f"invalid address: supplier {supplier!r}")
+    problem = None
+    if not header.application_address:
+        problem = "empty application address"
+    elif not header.service_id:
+        problem = "empty service id"
+    elif not header.session_id:
+        problem = "empty session id"
+    elif header.session_start_block_height < 1:
+        problem = f"invalid session start height {header.session_start_block_height}"
+    elif header.session_end_block_height < header.session_start_block_height:
+        problem = (
+            f"session end height {header.session_end_block_height} is before its start "
+            f"height {header.session_start_block_height}"
+        )
+    if problem is not None:
+        raise TxRejectedError.stateless(1115, f"invalid session header: {problem}")
+
+
 def _check_supplier_session(ctx: BlockContext, supplier: str, header: SessionHeader) -> None:
-    """Known supplier; header equals the on-chain session; supplier in the session."""
+    """Known supplier; header equals the on-chain session; supplier in the session (handler
+    checks: gRPC InvalidArgument, poktroll 1102 "supplier not found" and 1116 "invalid
+    session ID")."""
     if supplier not in ctx.config.suppliers:
-        raise TxRejectedError(f"unknown supplier {supplier!r}")
-    if header.session_start_block_height < 1:
-        raise TxRejectedError(
-            f"session header mismatch: invalid session start height "
-            f"{header.session_start_block_height}"
+        raise TxRejectedError.handler(
+            "InvalidArgument", f"supplier not found: unknown supplier {supplier!r}"
         )
     try:
         session = session_for(
@@ -137,16 +164,20 @@ def _check_supplier_session(ctx: BlockContext, supplier: str, header: SessionHea
             header.session_start_block_height,
         )
     except SimSessionError as err:
-        raise TxRejectedError(f"session not found: {err}") from err
+        raise TxRejectedError.handler(
+            "InvalidArgument", f"invalid session ID: session not found: {err}"
+        ) from err
     if session.header != header:
-        raise TxRejectedError(
-            f"session header mismatch: got {_header_text(header)}, "
-            f"on-chain session is {_header_text(session.header)}"
+        raise TxRejectedError.handler(
+            "InvalidArgument",
+            f"invalid session ID: session header mismatch: got {_header_text(header)}, "
+            f"on-chain session is {_header_text(session.header)}",
         )
     if supplier not in session.suppliers:
-        raise TxRejectedError(
-            f"supplier {supplier!r} not in session {header.session_id} "
-            f"(suppliers: {', '.join(session.suppliers) or 'none'})"
+        raise TxRejectedError.handler(
+            "InvalidArgument",
+            f"supplier not found: supplier {supplier!r} not in session {header.session_id} "
+            f"(suppliers: {', '.join(session.suppliers) or 'none'})",
         )
 
 
@@ -159,7 +190,8 @@ def _unproven(claim: Claim) -> Claim:
 
 
 async def proof_requirement_for(ctx: BlockContext, claim: Claim) -> ProofRequirementReason:
-    """The chain's requirement decision for a stored claim (status unset, spec §2.2)."""
+    """The chain's requirement decision for a stored claim (status unset; poktroll
+    ``x/proof/keeper/proof_requirement.go``)."""
     cfg = ctx.config
     header = claim.session_header
     seed_hash = await ctx.block_hash(
@@ -175,12 +207,15 @@ async def proof_requirement_for(ctx: BlockContext, claim: Claim) -> ProofRequire
 
 
 def _require_window(ctx: BlockContext, phase: str, earliest: int, close: int, end: int) -> None:
-    """The tx lands at ``ctx.height``: inside ``[earliest, close]`` (inclusive) or rejected with
-    a log naming the ``"<phase> window"`` (the miner matches on that text)."""
+    """The tx lands at ``ctx.height``: inside ``[earliest, close]`` (inclusive), or the handler
+    fails with poktroll's FailedPrecondition 1121/1122 text ("claim attempted outside of the
+    session's claim window: ...")."""
     if not earliest <= ctx.height <= close:
-        raise TxRejectedError(
-            f"{phase} window: height {ctx.height} is outside the {phase} window "
-            f"[{earliest}, {close}] of the session ending at {end}"
+        raise TxRejectedError.handler(
+            "FailedPrecondition",
+            f"{phase} attempted outside of the session's {phase} window: current block "
+            f"height ({ctx.height}) is outside [{earliest}, {close}] for the session ending "
+            f"at {end}",
         )
 
 
@@ -208,15 +243,19 @@ def _claim_attributes(ctx: BlockContext, claim: Claim) -> dict[str, str]:
 async def _create_claim(ctx: BlockContext, view: StateView, msg: MsgCreateClaim) -> ChainEvent:
     supplier = msg.supplier_operator_address
     header = msg.session_header
-    _check_supplier_session(ctx, supplier, header)
+    _validate_basic(supplier, header)
     root_hash = msg.root_hash
     if len(root_hash) != SMST_ROOT_SIZE:
-        raise TxRejectedError(f"root hash must be {SMST_ROOT_SIZE} bytes, got {len(root_hash)}")
+        raise TxRejectedError.stateless(
+            1104,
+            f"invalid root hash: root hash must be {SMST_ROOT_SIZE} bytes, got {len(root_hash)}",
+        )
     root = parse_claim_root(root_hash)
     if root.count == 0:
-        raise TxRejectedError("root hash has a zero relay count")
+        raise TxRejectedError.stateless(1104, "invalid root hash: root hash has a zero relay count")
     if root.sum == 0:
-        raise TxRejectedError("root hash has zero compute units")
+        raise TxRejectedError.stateless(1104, "invalid root hash: root hash has zero compute units")
+    _check_supplier_session(ctx, supplier, header)
     p = ctx.config.shared_params
     end = header.session_end_block_height
     _require_window(
@@ -228,9 +267,11 @@ async def _create_claim(ctx: BlockContext, view: StateView, msg: MsgCreateClaim)
     )
     cupr = _service(ctx, header.service_id).compute_units_per_relay
     if root.sum != root.count * cupr:
-        raise TxRejectedError(
-            f"compute units mismatch: root claims {root.sum} compute units for {root.count} "
-            f"relays, want relays x compute_units_per_relay ({cupr}) = {root.count * cupr}"
+        raise TxRejectedError.handler(
+            "InvalidArgument",
+            "mismatch: claim compute units != number of relays * service compute units per "
+            f"relay: root claims {root.sum} compute units for {root.count} relays, want "
+            f"relays x compute_units_per_relay ({cupr}) = {root.count * cupr}",
         )
     existing = await view.get_claim(supplier, header.session_id)
     claim = Claim(supplier_operator_address=supplier, root_hash=root_hash)
@@ -244,6 +285,9 @@ async def _create_claim(ctx: BlockContext, view: StateView, msg: MsgCreateClaim)
 async def _submit_proof(ctx: BlockContext, view: StateView, msg: MsgSubmitProof) -> ChainEvent:
     supplier = msg.supplier_operator_address
     header = msg.session_header
+    _validate_basic(supplier, header)
+    if not msg.proof:
+        raise TxRejectedError.stateless(1108, "invalid proof: proof is empty")
     _check_supplier_session(ctx, supplier, header)
     p = ctx.config.shared_params
     end = header.session_end_block_height
@@ -254,31 +298,34 @@ async def _submit_proof(ctx: BlockContext, view: StateView, msg: MsgSubmitProof)
         proof_window_close_height(p, end),
         end,
     )
-    if not msg.proof:
-        raise TxRejectedError("proof is empty")
     try:
         CompactClosestProof.from_bytes(msg.proof)
     except (SMSTError, ValueError, TypeError) as err:
-        raise TxRejectedError(f"failed to decode proof: {err}") from err
+        raise TxRejectedError.handler(
+            "InvalidArgument", f"invalid proof: failed to decode proof: {err}"
+        ) from err
     claim = await view.get_claim(supplier, header.session_id)
     if claim is None:
-        raise TxRejectedError(
-            f"claim not found for session {header.session_id} and supplier {supplier}"
+        raise TxRejectedError.handler(
+            "FailedPrecondition",
+            f"claim not found: for session {header.session_id} and supplier {supplier}",
         )
     fee = ctx.config.proof_params.proof_submission_fee_upokt
     if fee:
         balance = await view.balance(supplier)
         if balance < fee:
-            raise TxRejectedError(
-                f"insufficient balance: supplier {supplier} has {balance} uPOKT, "
-                f"proof submission fee is {fee} uPOKT"
+            raise TxRejectedError.handler(
+                "FailedPrecondition",
+                f"not enough funds to submit proof: insufficient balance: supplier {supplier} "
+                f"has {balance} uPOKT, proof submission fee is {fee} uPOKT",
             )
         view.add_balance(supplier, -fee)
     requirement = await proof_requirement_for(ctx, claim)
     if not requirement.is_required:
-        raise TxRejectedError(
-            f"proof not required for claim of session {header.session_id} "
-            f"(supplier {supplier}): requirement {requirement.name}"
+        raise TxRejectedError.handler(
+            "FailedPrecondition",
+            f"proof not required: claim of session {header.session_id} "
+            f"(supplier {supplier}): requirement {requirement.name}",
         )
     updated = view.has_pending_proof(supplier, header.session_id)
     view.put_proof(msg)
@@ -300,7 +347,9 @@ async def execute_msg(ctx: BlockContext, view: StateView, msg: Msg) -> ChainEven
         return await _create_claim(ctx, view, msg)
     if isinstance(msg, MsgSubmitProof):
         return await _submit_proof(ctx, view, msg)
-    raise TxRejectedError(f"unsupported message type {type(msg).__name__}")
+    raise TxRejectedError(
+        f"unknown request: unsupported message type {type(msg).__name__}", codespace="sdk", code=6
+    )
 
 
 # --- proof EndBlocker -------------------------------------------------------------------------

@@ -49,6 +49,7 @@ __all__ = [
     "BlockRecord",
     "SimChainKeys",
     "StateView",
+    "TxRecord",
     "as_bytes",
     "decode_claim",
     "decode_events",
@@ -133,6 +134,49 @@ class BlockRecord:
             return cls(height, bytes.fromhex(doc["hash"]), float(doc["time"]), int(doc["txs"]))
         except (ValueError, KeyError, TypeError) as err:
             raise SimChainStateError(f"cannot decode block {height}: {err}") from err
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """The execution result of a tx included in a block (failed txs included): the Cosmos
+    ``code`` and ``codespace`` and the log, as a node's DeliverTx result carries them.
+
+    ``msg_index`` is the index of the message that failed (None when the tx succeeded or could
+    not be decoded); ``events`` are the events the tx's messages emitted (empty on failure).
+    """
+
+    tx_hash: str
+    height: int
+    code: int
+    log: str
+    codespace: str = ""
+    msg_index: int | None = None
+    events: tuple[ChainEvent, ...] = ()
+
+    def encode(self) -> str:
+        doc: dict[str, Any] = {"height": self.height, "code": self.code, "log": self.log}
+        if self.codespace:
+            doc["codespace"] = self.codespace
+        if self.msg_index is not None:
+            doc["msg_index"] = self.msg_index
+        if self.events:
+            doc["events"] = json.loads(encode_events(self.events))
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, tx_hash_hex: str, raw: bytes | str) -> TxRecord:
+        doc = json.loads(raw)
+        height = int(doc["height"])
+        index = doc.get("msg_index")
+        return cls(
+            tx_hash_hex,
+            height,
+            int(doc["code"]),
+            str(doc["log"]),
+            str(doc.get("codespace", "")),
+            None if index is None else int(index),
+            tuple(decode_events(height, json.dumps(doc.get("events", [])).encode())),
+        )
 
 
 def encode_tx(msgs: Sequence[Msg]) -> bytes:

@@ -215,7 +215,7 @@ class LocalApp:
             try:
                 sim_event = await execute_msg(ctx, view, msg)
             except TxRejectedError as err:
-                log = deliver_log(index, handler_failure(err.log))
+                log = err.log_at(index)
                 raise SimulationError(log + _gas_suffix(wanted, used)) from None
             events.append(message_event(tx.type_urls[index], msg.supplier_operator_address, index))
             encoded = encode_msg_event(sim_event, index)
@@ -278,6 +278,11 @@ class LocalApp:
         record = await self.chain.tx_result(tx.hash)
         used = entry.ante_gas + execution_gas(tx)
         events = [AbciEvent.from_json(e) for e in entry.ante_events]
+        if record is not None and record.code != 0 and record.codespace:
+            # the simulator reports node-like results (codes, texts) itself
+            return TxResultDoc.failure(
+                entry, record.codespace, record.code, record.log, used, events
+            )
         if record is None or record.code != 0:
             reason = "tx missing from the simulated block" if record is None else record.log
             index = 0 if record is None or record.msg_index is None else record.msg_index

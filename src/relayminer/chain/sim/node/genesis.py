@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relayminer.chain.settings import ProofParamsSection, SharedParamsSection
 from relayminer.chain.sim.config import ServiceConfig, SimChainConfig, TokenomicsConfig
 from relayminer.chain.sim.node.crypto import encode_address, is_address
-from relayminer.config import ProofParamsSection, SharedParamsSection
 from relayminer.errors import RelayMinerError
 from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH

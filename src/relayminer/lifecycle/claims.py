@@ -1,0 +1,147 @@
+"""The claim part of the lifecycle: seal, check, build and submit the claims of a group.
+
+A group is the sessions of one end height whose claim window is open. Each tree is sealed
+(later relays are refused) and checked (:mod:`relayminer.lifecycle.integrity`); empty,
+CUPR-mismatched and unprofitable sessions are skipped (``claim_skipped``); a damaged tree ends
+the session ``claim_tx_error`` and its root is never claimed; the rest go out in one tx.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from relayminer import metrics
+from relayminer.chain.base import ChainUnavailableError, TxResult
+from relayminer.chain.rejections import TxPhase
+from relayminer.errors import RelayMinerError
+from relayminer.lifecycle.config import PassReport
+from relayminer.lifecycle.context import Built, SupplierContext, accepted
+from relayminer.lifecycle.integrity import TreeCheck, TreeVerdict, check_tree
+from relayminer.proto.poktroll_pb2 import MsgCreateClaim
+from relayminer.protocol.proof_requirement import claimed_upokt
+from relayminer.sessions.model import SessionSnapshot, SessionState
+from relayminer.smst.nodes import digest_count, digest_sum
+
+__all__ = ["ClaimPhase"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Damaged:
+    check: TreeCheck
+
+
+class ClaimPhase:
+    """Claims of one supplier's sessions."""
+
+    def __init__(self, ctx: SupplierContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, group: list[SessionSnapshot], height: int, report: PassReport) -> None:
+        ctx = self.ctx
+        built: list[Built] = []
+        for s in group:
+            sid = s.session_id
+            if s.state is SessionState.ACTIVE:
+                await ctx.coordinator.on_session_claiming(sid)
+            outcome = await self._build(s, height)
+            if isinstance(outcome, Built):
+                built.append(outcome)
+            elif isinstance(outcome, _Skip):
+                await ctx.coordinator.on_claim_skipped(sid)
+                report.skipped.append(sid)
+                log.info(
+                    "claim skipped",
+                    extra={"supplier": ctx.supplier, "session_id": sid, "reason": outcome.reason},
+                )
+            elif isinstance(outcome, _Damaged):
+                await self._refuse(sid, outcome.check, report)
+        if not built:
+            return
+        results = await ctx.broadcast(built)
+        for b in built:
+            sid = b.snapshot.session_id
+            result = results[sid]
+            if accepted(result):
+                assert isinstance(result, TxResult)
+                await ctx.coordinator.on_session_claimed(sid, b.root, result.tx_hash)
+                await ctx.remember(TxPhase.CLAIM, b, height, result.tx_hash)
+                metrics.CLAIMS_SUBMITTED.labels(supplier=ctx.supplier).inc()
+                report.claimed.append(sid)
+                continue
+            await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)
+
+    async def _refuse(self, sid: str, check: TreeCheck, report: PassReport) -> None:
+        """A tree whose root must not be claimed: the session ends ``claim_tx_error``."""
+        ctx = self.ctx
+        log.error(
+            "tree does not match the session, its root is not claimed",
+            extra={
+                "supplier": ctx.supplier,
+                "session_id": sid,
+                "reason": check.verdict.value,
+                "detail": check.detail,
+            },
+        )
+        metrics.TREE_MISMATCHES.labels(supplier=ctx.supplier, reason=check.verdict.value).inc()
+        await ctx.mark(sid, SessionState.CLAIM_TX_ERROR)
+        report.failed[sid] = SessionState.CLAIM_TX_ERROR
+
+    async def _build(self, s: SessionSnapshot, height: int) -> Built | _Skip | _Damaged | None:
+        """The claim of ``s``, or why it is skipped or refused, or None to retry later."""
+        ctx = self.ctx
+        sid = s.session_id
+        root = await ctx.trees.seal(sid)
+        fresh = await ctx.store.get(sid)  # the counters as they are now, after the seal
+        check = await check_tree(ctx.trees, fresh or s, root, ctx.config.tree_check_samples)
+        if check.damaged:
+            return _Damaged(check)
+        if check.verdict is TreeVerdict.COUNTERS_BEHIND:
+            windows = await ctx.windows(s.session_end_height, height)
+            # Wait only while two more passes could still submit (heights may be coalesced).
+            if windows.can_submit_claim(height + 2, ctx.config.submit_safety_blocks):
+                log.info(
+                    "tree ahead of the counters, claim deferred",
+                    extra={"supplier": ctx.supplier, "session_id": sid, "detail": check.detail},
+                )
+                return None
+            # Last chance: the tree holds every committed relay; claim it as it is.
+            metrics.TREE_MISMATCHES.labels(supplier=ctx.supplier, reason=check.verdict.value).inc()
+            log.warning(
+                "claiming a tree ahead of its counters",
+                extra={"supplier": ctx.supplier, "session_id": sid, "detail": check.detail},
+            )
+        count, total = digest_count(root), digest_sum(root)
+        if count == 0 or total == 0:
+            return _Skip("empty_tree")
+        try:
+            service = await ctx.chain.service(s.service_id, s.session_start_height)
+        except (ChainUnavailableError, RelayMinerError) as err:
+            log.info("CUPR check skipped", extra={"session_id": sid, "error": str(err)})
+            service = None
+        if (
+            service is not None
+            and service.compute_units_per_relay > 0
+            and (total != count * service.compute_units_per_relay)
+        ):
+            return _Skip("cupr_mismatch")
+        if service is not None:
+            try:
+                params_at_start = await ctx.shared_params(s.session_start_height)
+                reward = claimed_upokt(total, params_at_start, service.relay_difficulty_target)
+            except (ChainUnavailableError, RelayMinerError):
+                reward = None
+            if reward is not None and reward <= ctx.config.min_claim_reward_upokt:
+                return _Skip("unprofitable")
+        header = await ctx.header(s)
+        msg = MsgCreateClaim(
+            supplier_operator_address=ctx.supplier, session_header=header, root_hash=root
+        )
+        return Built(s, msg, root)
