@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "relayminer"
 SIM = "relayminer.chain.sim"
 ALLOWED = {"relayminer.demo", "relayminer.cli"}
-LAZY_ONLY = {"relayminer.chain.factory"}
+LAZY_ONLY = {"relayminer.chain.factory", "relayminer.inspection.status"}
 
 
 def _module_name(path: Path) -> str:

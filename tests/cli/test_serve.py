@@ -21,13 +21,13 @@ import redis
 import yaml
 from click.testing import CliRunner
 
+from relayminer.chain.factory import build_chain
 from relayminer.cli import main
 from relayminer.cli.failures import EXIT_CONFIG, EXIT_RUNTIME, CliFailure
 from relayminer.cli.startup import explain_chain_mismatch, start_metrics
 from relayminer.config import parse_config
 from relayminer.keys import KeyBuilder, Namespace
 from relayminer.runtime.connections import connect
-from relayminer.runtime.miner import open_chain
 from relayminer.sessions.model import decode_hash
 from tests.conftest import RealServer
 from tests.pipeline.factory import relay_message
@@ -83,8 +83,11 @@ def test_simulated_chain_mismatch_names_the_field(tmp_path: Path, real_server: R
         try:
             for key in [k async for k in client.scan_iter(match=f"{ns}:*")]:
                 await client.delete(key)
-            chain = await open_chain(parse_config(base), client, KeyBuilder(Namespace(ns)))
-            await chain.close()
+            config = parse_config(base)
+            connection = await build_chain(
+                config.chain, client, keys=KeyBuilder(Namespace(ns)), suppliers=config.suppliers
+            )
+            await connection.close()
         finally:
             await client.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ async def test_process_prints_ready_line_and_serves(real_server: object) -> None
     import redis.asyncio as aioredis
 
     # a database of its own: other tests flush and reuse the server's default one
-    url = getattr(real_server, "url").rstrip("/") + "/9"  # noqa: B009 - fixture dataclass
+    base = getattr(real_server, "url")  # noqa: B009 - fixture dataclass
+    url = re.sub(r"/\d+$", "", base.rstrip("/")) + "/9"
     client = aioredis.Redis.from_url(url)
     await client.flushdb()
     await client.aclose()

@@ -301,7 +301,7 @@ def test_inspect_does_not_print_the_password_of_an_unreachable_server() -> None:
     url = f"redis://:{SECRET}@127.0.0.1:{free_loopback_port()}/0"
     result = CliRunner().invoke(main, ["inspect", "sessions", "--redis-url", url])
     assert result.exit_code == 1
-    assert "cannot read redis://:***@127.0.0.1" in result.output
+    assert "cannot reach Redis at redis://:***@127.0.0.1" in result.output
     assert SECRET not in result.output
 
 
@@ -309,6 +309,6 @@ def test_inspect_reports_a_bad_url_without_a_traceback() -> None:
     result = CliRunner().invoke(
         main, ["inspect", "sessions", "--redis-url", f"redis://:{SECRET}@h/x"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error (docs/operations.md, exit codes)
     assert "database must be a number" in result.output
     assert SECRET not in result.output

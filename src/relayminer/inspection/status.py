@@ -29,8 +29,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from relayminer.chain.sim.errors import SimChainStateError
-from relayminer.chain.sim.state import BlockRecord, SimChainKeys
 from relayminer.inspection.views import (
     _glob_escape,
     _scan,
@@ -238,6 +236,12 @@ async def _replicas(
 
 
 async def _chain(redis: Redis, kb: KeyBuilder, now: float) -> ChainStatus | None:
+    """The simulated chain's height and block age, when one lives in this Redis (a real node
+    is not in Redis: then nothing)."""
+    # Lazy: only a deployment on the simulated chain needs its key layout.
+    from relayminer.chain.sim.errors import SimChainStateError
+    from relayminer.chain.sim.state import BlockRecord, SimChainKeys
+
     sim = SimChainKeys(kb)
     raw_height = await redis.get(sim.height)
     if raw_height is None:

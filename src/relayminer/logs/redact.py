@@ -13,6 +13,8 @@ error still says *which* server failed:
 'redis://miner:***@10.0.0.5:6379/0'
 >>> redact_url("redis://:s3cret@10.0.0.5:6379")
 'redis://:***@10.0.0.5:6379'
+>>> redact_url("redis://s3cret@10.0.0.5:6379")
+'redis://***@10.0.0.5:6379'
 >>> redact_url("unix:///run/redis.sock?db=1&password=s3cret")
 'unix:///run/redis.sock?db=1&password=***'
 >>> redact_text("cannot reach redis-sentinel://:pw@h1:26379,h2:26379/mymaster: refused")
@@ -28,12 +30,12 @@ __all__ = ["MASK", "redact_text", "redact_url"]
 
 MASK: Final = "***"
 
-# scheme://[user]:password@  - everything between the user's ':' and the last '@' of the
-# token is the secret (a mistyped password holding '/' or '#' is still hidden: redacting too
-# much is harmless, too little is a leak). A user without a password (``redis://user@host``)
-# carries no secret and is left alone.
+# scheme://[user:]secret@  - everything between the user's ':' (or the scheme, when the user
+# info has no ':') and the last '@' of the token is hidden: Redis URLs put a lone password
+# there (``redis://secret@host`` is a password to some clients), a mistyped password holding
+# '/' or '#' is still hidden; redacting too much is harmless, too little is a leak.
 _USERINFO: Final = re.compile(
-    r"(?P<prefix>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:@/\s]*:)(?P<secret>[^\s'\"]+)(?=@)"
+    r"(?P<prefix>\b[a-zA-Z][a-zA-Z0-9+.\-]*://(?:[^:@/\s]*:)?)(?P<secret>[^\s'\"]+)(?=@)"
 )
 # password=... (also passwd=, pass=, pwd=, secret=): a URL query parameter or a key=value
 _QUERY: Final = re.compile(

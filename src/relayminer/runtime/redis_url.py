@@ -18,7 +18,6 @@ replaced by ``***``): URLs end up in configuration errors and logs, secrets must
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -26,6 +25,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from redis.asyncio.connection import parse_url as redis_py_parse_url
 
 from relayminer.errors import RelayMinerError
+from relayminer.logs.redact import redact_url
 
 SINGLE_SERVER_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis-sentinel"
@@ -33,10 +33,8 @@ CLUSTER_SCHEME = "redis-cluster"
 SCHEMES = (*SINGLE_SERVER_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
-REDACTED = "***"
 
 _SENTINEL_OPTIONS = ("sentinel_password", "sentinel_username")
-_SECRET_OPTION = re.compile(r"(?i)([?&][^=&#]*password[^=&#]*=)[^&#]*")
 
 
 class RedisUrlError(RelayMinerError, ValueError):
@@ -89,22 +87,6 @@ class ClusterSettings:
 
 
 RedisSettings = SingleServerSettings | SentinelSettings | ClusterSettings
-
-
-def redact_url(url: str) -> str:
-    """``url`` with every password (in the user-info part and in ``*password*=`` query options)
-    replaced by ``***``; the rest is kept so the operator recognises the URL."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        # The last '@' anywhere: a password holding a raw '?', '#' or '/' is still hidden (at
-        # worst an '@' in an option value hides more than needed).
-        userinfo, at_sign, _ = rest.rpartition("@")
-        if at_sign:
-            user, colon, _ = userinfo.partition(":")
-            hidden = f"{user}:{REDACTED}" if colon else REDACTED
-            rest = hidden + rest[len(userinfo) :]
-        url = f"{scheme}{sep}{rest}"
-    return _SECRET_OPTION.sub(lambda m: m.group(1) + REDACTED, url)
 
 
 def parse_redis_url(url: str) -> RedisSettings:
