@@ -1,4 +1,5 @@
-"""Characterization of the deduplicator (spec/miner_core.md §2, §7.1; API.md fix 4)."""
+"""Characterization of the deduplicator (Go: pocket-relay-miner `miner/deduplicator.go`;
+API.md fix 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Characterization of the SessionCoordinator (spec/miner_core.md §4, §7.3)."""
+"""Characterization of the SessionCoordinator.
+
+Go: pocket-relay-miner `miner/session_coordinator.go`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Characterization of the Redis session store (spec/miner_core.md §3, §7.2; API.md fixes 5-6)."""
+"""Characterization of the Redis session store (Go: pocket-relay-miner `miner/session_store.go`;
+API.md fixes 5-6)."""
 
 from __future__ import annotations
 

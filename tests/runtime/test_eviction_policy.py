@@ -118,6 +118,6 @@ def test_relayminer_run_exits_with_one_line(real_server: RealServer, tmp_path: P
     finally:
         asyncio.run(set_policy(old))
     assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("relayminer:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("relayminer run:")]
     assert len(errors) == 1 and "maxmemory-policy is 'allkeys-lru'" in errors[0]
     assert "Traceback" not in proc.stderr

@@ -196,3 +196,25 @@ async def test_both_roots_invalid_gives_a_fresh_tree_and_seal_replaces_the_bad_r
     assert await store.seal("s") == memory_trie(leaves).root()
     assert await store.sealed_root("s") == memory_trie(leaves).root()
     assert await store.seal("other") == EMPTY_ROOT
+
+
+async def test_a_replay_after_redis_rolled_back_is_committed_again(backend: RedisBackend) -> None:
+    """Redis lost our last commit (a failover to a replica that had not replicated it): the
+    same leaves, replayed through a store whose cached tree already holds them, must reach
+    Redis again instead of being taken for a no-op."""
+    rng = random.Random(12)
+    leaves = relay_leaves(rng, 200)
+    first, lost = leaves[:120], leaves[120:]
+    store = RedisSMSTStore(backend.client, SUPPLIER)
+    assert await store.apply("s", first)
+    redis = backend.client
+    nodes_key, root_key = store.nodes_key("s"), store.live_root_key("s")
+    held_nodes, held_root = await redis.hgetall(nodes_key), await redis.get(root_key)
+    assert await store.apply("s", lost)  # committed on the "old master" only
+    # The rollback: the stored tree is the one before ``lost`` again (what the replica held).
+    await redis.delete(nodes_key)
+    await redis.hset(nodes_key, mapping=held_nodes)
+    await redis.set(root_key, held_root)
+    assert await store.live_root("s") == memory_trie(first).root()
+    assert await store.apply("s", lost)  # the re-delivered batch
+    await assert_tree_of(backend, store, leaves)

@@ -1,4 +1,4 @@
-"""Rebroadcast entries: what the inclusion reconciler may resend (spec/lifecycle.md §5).
+"""Rebroadcast entries: what the inclusion reconciler may resend (docs/lifecycle.md).
 
 A broadcast accepted by the mempool (CheckTx code 0) can still be evicted; the reconciler
 checks inclusion every block and resends a missing claim or proof once, from the stored message.

@@ -1,6 +1,7 @@
 """StreamConsumer: one supplier's relay stream, read through the shared consumer group.
 
-Stream ``ha:relays:{supplier}``, group ``ha-miners`` (spec/miner_core.md §5.3). Deliberate fixes
+Stream ``ha:relays:{supplier}``, group ``ha-miners`` (docs/redis-layout.md;
+pocket-relay-miner `transport/redis/consumer.go`). Deliberate fixes
 over the Go consumer (API.md fixes 1-3):
 
 - reads use a bounded ``BLOCK`` (never 0), so the loop regains control to reclaim and to stop;

@@ -1,7 +1,8 @@
 """RelayPublisher: writes Go-format relays to ``ha:relays:{supplier}`` as the Go relayer does.
 
 Used by tests, benchmarks and the demo's load generator (the production publisher is the Go
-relayer). Each relay is one ``XADD <stream> * data <protobuf>`` (spec/miner_core.md §5.2);
+relayer). Each relay is one ``XADD <stream> * data <protobuf>`` (pocket-relay-miner
+`transport/redis/publisher.go`);
 batches go out as one non-transactional pipeline. Unlike the Go relayer this publisher never
 sets a TTL on the stream: an EXPIRE on a stream drops its consumer group and pending list too;
 the miner bounds the stream by ack-and-delete and by trimming.

@@ -1,7 +1,8 @@
 """The relay wire format and its validation (pure, no I/O).
 
 Relayers publish each mined relay as a protobuf ``pocket.ha.MinedRelayMessage`` in field ``data``
-of an entry of stream ``ha:relays:{supplier}`` (spec/miner_core.md §5.1). ``parse_entry`` turns a
+of an entry of stream ``ha:relays:{supplier}`` (docs/redis-layout.md;
+pocket-relay-miner `transport/mined_relay.proto`). ``parse_entry`` turns a
 stream entry into a :class:`Relay` or a :class:`Rejection` naming why the entry cannot be mined;
 a rejected entry goes to the dead-letter stream with that reason, never silently away.
 

@@ -439,6 +439,14 @@ class RelayWorker:
             self._trace("smst", len(entries))
         return _Staged(entries, batch, failed, ack_mode, result, started)
 
+    async def _recommit_trees(self, staged: _Staged) -> None:
+        """Commit the staged sessions' trees again (before a retried accounting step)."""
+        relays = staged.batch.relays
+        for sid in list(relays):
+            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in relays[sid]]
+            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
+                staged.result.late += len(relays.pop(sid))
+
     async def _session_failed(self, sid: str, relays: list[Relay], err: Exception) -> set[bytes]:
         """One session's work failed for a reason of its own: its entries stay pending, with a
         failure recorded against each (the retry cap counts those), and the cause is logged."""
@@ -462,7 +470,20 @@ class RelayWorker:
         entries, batch, result = staged.entries, staged.batch, staged.result
         if not entries:
             return result
-        await self._in_place("account", lambda: self._account(staged))
+        attempts = 0
+
+        async def account() -> BatchResult:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # An infrastructure error interrupted the step: Redis may have rolled back
+                # meanwhile (a failover to a replica that missed our last tree commits), so the
+                # trees are committed again first (idempotent; a rolled-back tree is reloaded
+                # and the leaves replayed into it), then the batch is counted.
+                await self._recommit_trees(staged)
+            return await self._account(staged)
+
+        await self._in_place("account", account)
         if self._trace:
             self._trace("accounted", len(entries))
         result.handled = len(entries) - len(staged.failed)

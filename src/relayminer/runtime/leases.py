@@ -1,4 +1,4 @@
-"""Supplier ownership leases: which replica mines which supplier (spec/lifecycle.md §4.2).
+"""Supplier ownership leases: which replica mines which supplier (docs/architecture.md).
 
 Lease key ``ha:miner:claim:{supplier}`` holds the owner's token (``{instance}:{nonce}``, new on
 every acquisition) with a TTL. Replicas register in ``ha:miner:active`` (heartbeat key

@@ -1,6 +1,6 @@
 """Session states, the session snapshot and its two Redis encodings (pure, no I/O).
 
-The hash layout is a wire contract with the Go miners (spec/miner_core.md §3.4): field names,
+The hash layout is a wire contract with the Go miners (docs/redis-layout.md): field names,
 decimal integers, RFC3339Nano timestamps, the raw 48-byte claimed root. Older miners stored the
 snapshot as a JSON string at the same key (§3.5); it is read here and migrated by the store.
 
@@ -26,14 +26,14 @@ from typing import Any
 from relayminer.errors import SessionDecodeError
 from relayminer.sessions.timefmt import format_rfc3339nano, parse_rfc3339nano
 
-#: Length of an SMST root: 32-byte hash || BE64 sum || BE64 count (spec/smst.md §4).
+#: Length of an SMST root: 32-byte hash || BE64 sum || BE64 count (docs/smst.md).
 SMST_ROOT_LEN = 48
 MAX_INT64 = 2**63 - 1
 MAX_UINT64 = 2**64 - 1
 
 
 class SessionState(enum.StrEnum):
-    """The miner's per-session state machine (spec/lifecycle.md §3.1)."""
+    """The miner's per-session state machine (docs/lifecycle.md)."""
 
     ACTIVE = "active"
     CLAIMING = "claiming"

@@ -1,4 +1,5 @@
-"""Session snapshots in Redis, one store per supplier (spec/miner_core.md §3).
+"""Session snapshots in Redis, one store per supplier (docs/redis-layout.md;
+pocket-relay-miner `miner/session_store.go`).
 
 Keys (``P`` = ``key_prefix``, default ``ha:miner:sessions``):
 

@@ -1,4 +1,4 @@
-"""Go ``encoding/gob`` bytes of ``smt.SparseCompactMerkleClosestProof`` (spec/smst.md §11).
+"""Go ``encoding/gob`` bytes of ``smt.SparseCompactMerkleClosestProof`` (docs/smst.md).
 
 ``MsgSubmitProof.proof`` is what ``SparseCompactMerkleClosestProof.Marshal()`` returns: a gob
 stream from a fresh encoder, i.e. the constant 286-byte :data:`PREFIX` (the three type

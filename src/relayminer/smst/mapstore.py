@@ -1,6 +1,6 @@
 """The node store behind a Sparse Merkle Sum Trie: a small dict-like interface.
 
-Keys are 48-byte node digests, values are node preimages (spec/smst.md §7.1). The trie reads
+Keys are 48-byte node digests, values are node preimages (docs/smst.md). The trie reads
 with :meth:`MapStore.get` when it loads a node lazily and writes only from ``commit()``, with
 :meth:`MapStore.delete` (orphans) followed by :meth:`MapStore.set` (new nodes).
 

@@ -1,4 +1,4 @@
-"""Node codec of the Sparse Merkle Sum Trie (spec/smst.md §1-§5): pure functions, no I/O.
+"""Node codec of the Sparse Merkle Sum Trie (docs/smst.md): pure functions, no I/O.
 
 A node has a *preimage* (its stored bytes) and a 48-byte *digest*
 ``sha256(preimage) || BE64(sum) || BE64(count)``. The extension node is the exception: its digest

@@ -1,6 +1,6 @@
 """Closest proofs of the Sparse Merkle Sum Trie: objects, compaction, gob bytes, verification.
 
-Mirrors Go ``smt`` v0.14.1 (spec/smst.md §8, §9, §11): :class:`ClosestProof` is
+Mirrors Go ``smt`` v0.14.1 (docs/smst.md): :class:`ClosestProof` is
 ``SparseMerkleClosestProof`` (what ``prove_closest`` returns) and :class:`CompactClosestProof`
 is ``SparseCompactMerkleClosestProof`` (what the chain receives, as gob bytes from
 :meth:`CompactClosestProof.to_bytes`).

@@ -1,6 +1,7 @@
 """SMSTs in Redis: the miner's per-session trees, resumable by any replica (and by Go miners).
 
-Keys per supplier and session (spec/miner_core.md §6.5, spec/smst.md §7.2):
+Keys per supplier and session (docs/redis-layout.md; Go: pocket-relay-miner
+`miner/redis_mapstore.go`):
 
 ======================================  ======  ===============================================
 ``ha:smst:{supplier}:{session}:nodes``  HASH    field = lowercase hex of the 48-byte digest,
@@ -282,7 +283,7 @@ class RedisSMSTStore:
         value: bytes | None = await self._redis.hget(  # type: ignore[assignment]
             self.nodes_key(sid), _hex(digest)
         )
-        if not value:  # absent, or empty: a missing node (spec/miner_core.md §6.5)
+        if not value:  # absent, or empty: a missing node (docs/redis-layout.md)
             raise SMSTNodeMissingError(digest)
         store.fetched[digest] = value
 
@@ -342,8 +343,13 @@ class RedisSMSTStore:
         new_root = trie.root()
         sets, deletes = store.take()
         if new_root == tree.live_root or not (sets or deletes):
-            # A replay of leaves already committed: the stored tree is this very tree (the
-            # trie rewrote identical nodes; there is nothing to ship).
+            # A replay of leaves already in our tree: nothing to ship, *if* the stored tree is
+            # still our tree. After a failover to a replica that missed our last commits (or
+            # any rollback of Redis), it is not: treat that as a CAS conflict, so the caller
+            # reloads the stored tree and replays these leaves into it.
+            stored = await self.live_root(sid)
+            if tree.live_root is not None and stored != tree.live_root:
+                return _CONFLICT
             return _COMMITTED
         code = await self._ship(sid, tree.live_root, new_root, sets, deletes)
         if code == _COMMITTED:

@@ -1,4 +1,4 @@
-"""Sparse Merkle Sum Trie, byte-exact with Go ``pokt-network/smt`` v0.14.1 (spec/smst.md).
+"""Sparse Merkle Sum Trie, byte-exact with Go ``pokt-network/smt`` v0.14.1 (docs/smst.md).
 
 The trie keeps the compressed shape of the Go library (leaf, inner and extension nodes) and
 mutates it with the exact algorithms of §6, so that the node store (digest -> preimage) holds

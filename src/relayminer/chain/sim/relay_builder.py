@@ -1,7 +1,7 @@
 """Build Go-format relays (pure): for the load generator, the demo and tests.
 
 A relay is the poktroll ``Relay{req, res}`` a relayer marshals after serving a request
-(spec/lifecycle.md §2.5): the response keeps only ``payload_hash = SHA-256(response payload)``
+(docs/protocol.md): the response keeps only ``payload_hash = SHA-256(response payload)``
 (``res.payload`` is cleared). Those bytes are the SMST leaf value and their SHA-256 is the relay
 hash (SMST key). Signatures are placeholders derived deterministically from the content: the
 simulated chain never checks them.
@@ -166,7 +166,8 @@ def mined_relay_message(
     published_at_unix_nano: int = 0,
 ) -> MinedRelayMessage:
     """The ``pocket.ha.MinedRelayMessage`` a relayer publishes to ``ha:relays:{supplier}``
-    (spec/miner_core.md §5.1)."""
+        (docs/redis-layout.md;
+    pocket-relay-miner `transport/mined_relay.proto`)."""
     header = _header(session)
     return MinedRelayMessage(
         relay_hash=relay.relay_hash,
