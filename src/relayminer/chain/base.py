@@ -38,6 +38,7 @@ __all__ = [
     "Chain",
     "ChainEvent",
     "ChainUnavailableError",
+    "UnknownServiceError",
     "Claim",
     "Msg",
     "MsgCreateClaim",
@@ -51,6 +52,11 @@ __all__ = [
 ]
 
 Msg = MsgCreateClaim | MsgSubmitProof
+
+
+class UnknownServiceError(RelayMinerError, LookupError):
+    """The chain has no such service (every chain implementation raises a subclass of this,
+    so the lifecycle handles an unknown service the same way on every chain)."""
 
 
 class ChainUnavailableError(RelayMinerError):

@@ -13,12 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from relayminer.chain.pocket.settings import PocketChainSettings
 from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HASH
 from relayminer.protocol.windows import SharedParams
 
 __all__ = [
     "ChainSettings",
+    "PocketChainSettings",
     "ProofParamsSection",
     "ServiceSection",
     "SharedParamsSection",
@@ -117,4 +119,7 @@ class SimulatedChainSettings(_Section):
 
 
 #: Every chain the miner can run against, chosen by ``chain.type``. Add a member here.
-ChainSettings = Annotated[SimulatedChainSettings, Field(discriminator="type")]
+#: (:class:`PocketChainSettings` is pure pydantic: importing it imports no chain client.)
+ChainSettings = Annotated[
+    SimulatedChainSettings | PocketChainSettings, Field(discriminator="type")
+]

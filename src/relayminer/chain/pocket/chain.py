@@ -26,6 +26,7 @@ from relayminer.chain.base import (
     OnChainSession,
     ServiceParams,
     TxResult,
+    UnknownServiceError,
 )
 from relayminer.chain.pocket.broadcaster import Broadcaster
 from relayminer.chain.pocket.cometbft import CometClient
@@ -45,10 +46,6 @@ _SessionKey = tuple[str, str, str, int]
 
 class ChainIdMismatchError(RelayMinerError):
     """The node serves another network than the configured ``chain_id``."""
-
-
-class UnknownServiceError(RelayMinerError, LookupError):
-    """The chain has no such service."""
 
 
 class PocketChain:

@@ -67,4 +67,10 @@ class PocketChainSettings(_Section):
     unordered: bool = True
     unordered_ttl_seconds: float = Field(default=120.0, gt=0, lt=600)
     reconnect_backoff_max_seconds: float = Field(default=15.0, gt=0)
+    #: the network's expected block time: sizes the dedup TTL (``deduplication_ttl_blocks``
+    #: blocks) and the stale-node warning (no new block for several block times)
+    block_time_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: how long ``relayminer run`` keeps retrying an unreachable node at start before it
+    #: exits 1 (once running, outages are retried without limit)
+    start_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
     keys: KeySources
