@@ -38,7 +38,10 @@ SECRET = "s3cr3t-pw"
         ),
         (f"redis://:pa/ss{SECRET}@h:1/0", "redis://:***@h:1/0"),  # an unencoded '/' too
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),  # nothing to hide
-        ("redis://user@127.0.0.1:6379", "redis://***@127.0.0.1:6379"),  # a lone user info may be a password
+        (
+            "redis://user@127.0.0.1:6379",
+            "redis://***@127.0.0.1:6379",
+        ),  # a lone user info may be a password
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:

@@ -38,7 +38,6 @@ __all__ = [
     "Chain",
     "ChainEvent",
     "ChainUnavailableError",
-    "UnknownServiceError",
     "Claim",
     "Msg",
     "MsgCreateClaim",
@@ -49,6 +48,7 @@ __all__ = [
     "SessionHeader",
     "TxPhase",
     "TxResult",
+    "UnknownServiceError",
 ]
 
 Msg = MsgCreateClaim | MsgSubmitProof

@@ -120,6 +120,4 @@ class SimulatedChainSettings(_Section):
 
 #: Every chain the miner can run against, chosen by ``chain.type``. Add a member here.
 #: (:class:`PocketChainSettings` is pure pydantic: importing it imports no chain client.)
-ChainSettings = Annotated[
-    SimulatedChainSettings | PocketChainSettings, Field(discriminator="type")
-]
+ChainSettings = Annotated[SimulatedChainSettings | PocketChainSettings, Field(discriminator="type")]

@@ -43,10 +43,10 @@ from redis.asyncio import Redis
 
 from relayminer.chain.base import Chain
 from relayminer.chain.factory import Driver
+from relayminer.chain.settings import SimulatedChainSettings
 from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.loadgen import LoadGenerator
 from relayminer.chain.sim.setup import open_simulated_chain
-from relayminer.chain.settings import SimulatedChainSettings
 from relayminer.chain.sim.state import SimChainKeys
 from relayminer.config import MinerConfig, parse_config
 from relayminer.errors import RelayMinerError
@@ -384,7 +384,9 @@ class _Demo:
             self.funding = {s: await world.sim.balance(s) for s in self.suppliers}
             return await self._run(world.sim, world.connection.chain, None)
 
-    async def _run(self, chain: SimulatedChain, miner_chain: Chain, driver: Driver | None) -> DemoSummary:
+    async def _run(
+        self, chain: SimulatedChain, miner_chain: Chain, driver: Driver | None
+    ) -> DemoSummary:
         """``chain`` is the simulated chain (the load and the summary read it); the miner talks
         to ``miner_chain`` (the same object, or the Pocket client of a localnet)."""
         start_height = (await chain.latest_block()).height
