@@ -158,7 +158,9 @@ async def test_a_claim_after_its_window_is_window_closed(
     node: LocalNode, client: PocketChain
 ) -> None:
     await advance_to(node, 9)
-    result = await client.broadcast([claim_msg(SUPPLIER.address, await header_of_session_1(client))])
+    result = await client.broadcast(
+        [claim_msg(SUPPLIER.address, await header_of_session_1(client))]
+    )
     assert not result.ok
     assert (result.codespace, result.code) == ("undefined", 1)
     assert result.reason is Rejection.WINDOW_CLOSED
@@ -217,9 +219,7 @@ async def test_ordered_txs_resync_after_a_wrong_sequence(node: LocalNode) -> Non
         first = await ordered.broadcast([claim_msg(SUPPLIER.address, header)])
         assert first.ok, first
         # another signer of the same account uses sequence 1 behind the client's back
-        raw = sign_tx(
-            SUPPLIER, [claim_msg(SUPPLIER.address, header)], account_number=0, sequence=1
-        )
+        raw = sign_tx(SUPPLIER, [claim_msg(SUPPLIER.address, header)], account_number=0, sequence=1)
         await node.app.check_tx(raw)
         second = await ordered.broadcast([claim_msg(SUPPLIER.address, header)])
         assert second.reason is Rejection.WRONG_SEQUENCE, second
@@ -239,11 +239,13 @@ async def test_the_follower_reconnects_across_a_node_restart_and_fills_the_gap(
     try:
         start = (await chain.start()).height
         seen: list[int] = []
-        reached = asyncio.Event()
+        before_restart, reached = asyncio.Event(), asyncio.Event()
 
         async def follow() -> None:
             async for block in chain.comet.blocks(start):
                 seen.append(block.height)
+                if block.height == start + 2:
+                    before_restart.set()
                 if block.height >= start + 5:
                     reached.set()
                     return
@@ -252,8 +254,7 @@ async def test_the_follower_reconnects_across_a_node_restart_and_fills_the_gap(
         await first.produce_block()
         await first.produce_block()
         async with asyncio.timeout(10):
-            while len(seen) < 2:  # the websocket delivered both
-                await asyncio.sleep(0.01)
+            await before_restart.wait()  # the websocket delivered both
         await first.stop()
         rpc_port = int(endpoints.rpc.rsplit(":", 1)[1])
         grpc_port = int(endpoints.grpc.rsplit(":", 1)[1])
