@@ -9,7 +9,6 @@ restart, with the heights produced while it was down filled in.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import Any

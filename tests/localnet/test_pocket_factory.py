@@ -108,7 +108,7 @@ async def test_build_chain_starts_a_pocket_client(
 async def test_another_network_is_refused(
     node: LocalNode, tmp_path: Path, backend: RedisBackend
 ) -> None:
-    with pytest.raises(ChainSettingsError, match="chain_id.*pocket-beta"):
+    with pytest.raises(ChainSettingsError, match=r"chain_id.*pocket-beta"):
         await build_chain(
             settings(tmp_path, node, chain_id="pocket-beta"),
             backend.client,
@@ -137,5 +137,5 @@ async def test_an_unreachable_node_is_retried_then_refused(
         rpc_timeout_seconds=0.5,
         reconnect_backoff_max_seconds=0.1,
     )
-    with pytest.raises(ChainStartError, match="did not answer within 0.3 s"):
+    with pytest.raises(ChainStartError, match=r"did not answer within 0\.3 s"):
         await build_chain(unreachable, backend.client, suppliers=[SUPPLIER.address])

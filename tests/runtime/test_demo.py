@@ -177,9 +177,11 @@ def test_demo_options_are_validated(bad: dict[str, object]) -> None:
 def test_demo_on_a_localnet_process_end_to_end() -> None:
     """relays -> miner -> Pocket chain client -> localnet over loopback, as a process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "relayminer", "demo", "--chain", "localnet", "--json"]
-        + ["--suppliers", "2", "--sessions", "1", "--block-time", "0.25"]
-        + ["--relays-per-second", "40", "--seed", "5"],
+        [
+            *(sys.executable, "-m", "relayminer", "demo", "--chain", "localnet", "--json"),
+            *("--suppliers", "2", "--sessions", "1", "--block-time", "0.25"),
+            *("--relays-per-second", "40", "--seed", "5"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
