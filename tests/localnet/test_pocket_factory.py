@@ -99,7 +99,8 @@ async def test_build_chain_starts_a_pocket_client(
         settings(tmp_path, node), backend.client, suppliers=[SUPPLIER.address]
     )
     try:
-        assert isinstance(connection.chain, PocketChain) and connection.driver is None
+        assert isinstance(connection.chain, PocketChain)
+        assert connection.driver is not None  # the operator-safety checks
         assert await connection.chain.latest_block() == produced
     finally:
         await connection.close()

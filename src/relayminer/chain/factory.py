@@ -97,7 +97,10 @@ async def _pocket(
     except BaseException:
         await chain.close()
         raise
-    return ChainConnection(chain, None, chain.close)
+    from relayminer.chain.pocket.health import NodeHealth
+
+    health = NodeHealth(chain, suppliers, block_time_seconds=settings.block_time_seconds)
+    return ChainConnection(chain, health.run, chain.close)
 
 
 async def _start_pocket(chain: PocketChain, settings: PocketChainSettings) -> None:

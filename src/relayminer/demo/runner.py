@@ -382,7 +382,7 @@ class _Demo:
         ) as world:
             self.config = self.config.model_copy(update={"chain": world.settings})
             self.funding = {s: await world.sim.balance(s) for s in self.suppliers}
-            return await self._run(world.sim, world.connection.chain, None)
+            return await self._run(world.sim, world.connection.chain, world.connection.driver)
 
     async def _run(
         self, chain: SimulatedChain, miner_chain: Chain, driver: Driver | None

@@ -83,6 +83,8 @@ class Broadcaster:
         self.memo = memo
         self.unordered = unordered
         self.ttl_ns = int(ttl_seconds * 1e9)
+        #: the fee of each signer's last priced tx (the balance warning's estimate)
+        self.last_fee_upokt: dict[str, int] = {}
         self._account_numbers: dict[str, int] = {}
         self._sequences: dict[str, int] = {}
         self._last_timeout_ns: dict[str, int] = {}
@@ -154,6 +156,7 @@ class Broadcaster:
                 raise ChainUnavailableError("simulate: the node answered NotFound")
             gas = gas_limit_for(simulated.gas_info.gas_used, self.fees.gas_adjustment)
         fee = compute_fee(gas, self.fees.gas_price_upokt, self.fees.max_fee_upokt)
+        self.last_fee_upokt[address] = fee
         raw = self._sign(key, msgs, number, sequence, gas, fee, timeout)
         sent = await self.client.call(
             "/cosmos.tx.v1beta1.Service/BroadcastTx",

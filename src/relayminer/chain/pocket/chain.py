@@ -110,6 +110,11 @@ class PocketChain:
             self._new_block.set()
             self._new_block = asyncio.Event()
 
+    @property
+    def last_seen_block(self) -> Block | None:
+        """The latest block observed so far, without asking the node."""
+        return self._latest
+
     async def latest_block(self) -> Block:
         if self._follower is None or self._latest is None:
             status = await self.comet.status()
