@@ -198,6 +198,11 @@ def test_demo_on_a_localnet_process_end_to_end() -> None:
     assert 0 < doc["rewards_total_upokt"] < doc["chain"]["supplier_rewards_upokt"]
 
 
+def test_demo_drop_rate_is_refused_on_a_localnet() -> None:
+    result = CliRunner().invoke(main, ["demo", "--chain", "localnet", "--drop-rate", "0.5"])
+    assert result.exit_code == 2 and "--drop-rate" in result.output
+
+
 async def test_demo_on_a_localnet_in_process(backend: RedisBackend) -> None:
     options = DemoOptions(
         suppliers=1,

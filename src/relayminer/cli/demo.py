@@ -110,6 +110,8 @@ def demo(
     """
     from relayminer.demo import DemoOptions, interactive_console
 
+    if chain_type == "localnet" and drop_rate:
+        raise click.UsageError("--drop-rate applies to --chain simulated only")
     options = DemoOptions(
         suppliers=suppliers,
         relays_per_second=relays_per_second,
