@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from relayminer.chain.base import Chain, ChainUnavailableError
-from relayminer.chain.pocket.settings import PocketChainSettings
-from relayminer.chain.settings import ChainSettings, SimulatedChainSettings
+from relayminer.chain.settings import ChainSettings, PocketChainSettings, SimulatedChainSettings
 from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
 
