@@ -140,3 +140,29 @@ async def test_an_unreachable_node_is_retried_then_refused(
     )
     with pytest.raises(ChainStartError, match=r"did not answer within 0\.3 s"):
         await build_chain(unreachable, backend.client, suppliers=[SUPPLIER.address])
+
+
+async def test_run_reports_another_network_as_exit_2_and_a_dead_node_as_exit_1(
+    node: LocalNode, tmp_path: Path, backend: RedisBackend
+) -> None:
+    from relayminer.cli.failures import CliFailure
+    from relayminer.cli.serve import _open_chain
+    from relayminer.keys import KeyBuilder
+
+    def config(**chain: Any) -> Any:
+        return parse_config(
+            {"suppliers": [SUPPLIER.address], "chain": chain_doc(tmp_path, node, **chain)}
+        )
+
+    with pytest.raises(CliFailure, match="pocket-beta") as wrong:
+        await _open_chain(config(chain_id="pocket-beta"), backend.client, KeyBuilder())
+    assert wrong.value.code == 2
+    port = free_port()
+    dead = config(
+        rpc_url=f"http://127.0.0.1:{port}",
+        grpc_endpoints=[f"127.0.0.1:{port}"],
+        start_timeout_seconds=0,
+    )
+    with pytest.raises(CliFailure, match="did not answer") as unreachable:
+        await _open_chain(dead, backend.client, KeyBuilder())
+    assert unreachable.value.code == 1
