@@ -135,3 +135,18 @@ REDIS_EVICTING = Gauge(
     "ha_miner_redis_eviction_policy_evicting",
     "1 while the Redis maxmemory-policy may evict the miner's keys (redis.allow_eviction).",
 )
+
+# --- Pocket chain (chain.type: pocket) -----------------------------------------------------
+CHAIN_BALANCE = Gauge(
+    "ha_miner_chain_balance_upokt",
+    "Liquid uPOKT of a supplier operator account (pays the claim/proof tx fees).",
+    ["address"],
+)
+CHAIN_BLOCK_AGE = Gauge(
+    "ha_miner_chain_block_age_seconds",
+    "Seconds since the header time of the node's latest block this miner saw.",
+)
+CHAIN_LAST_QUERY_AGE = Gauge(
+    "ha_miner_chain_last_query_age_seconds",
+    "Seconds since the node last answered a gRPC query.",
+)

@@ -44,13 +44,11 @@ SUPPLIERS = ["pokt1opsalpha", "pokt1opsbeta"]
 INSTANCE = "ops-replica-1"
 
 #: Metrics the dashboard and the alerts use that this miner does not export yet: other
-#: components provide them (the state-loss detector, the chain client). Reported to the lead;
+#: components provide them (the state-loss detector). Reported to the lead;
 #: nothing else may be missing.
 PROVIDED_BY_OTHER_COMPONENTS = frozenset(
     {
         "ha_miner_state_lost_total",
-        "ha_miner_chain_balance_upokt",
-        "ha_miner_chain_block_age_seconds",
     }
 )
 

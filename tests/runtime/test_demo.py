@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 from rich.console import Console
 
+from relayminer.chain.sim.node.crypto import is_address
 from relayminer.chain.sim.setup import open_simulated_chain, sim_chain_config
 from relayminer.cli import main
 from relayminer.demo import (
@@ -164,12 +165,64 @@ async def test_demo_refuses_a_namespace_that_holds_a_chain(backend: RedisBackend
         {"block_time_seconds": 0},
         {"drop_rate": 1.0},
         {"settle_grace_blocks": -1},
+        {"chain": "mainnet"},
     ],
 )
-def test_demo_options_are_validated(bad: dict[str, float]) -> None:
+def test_demo_options_are_validated(bad: dict[str, object]) -> None:
     (name,) = bad
     with pytest.raises(ValueError, match=name):
         DemoOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_demo_on_a_localnet_process_end_to_end() -> None:
+    """relays -> miner -> Pocket chain client -> localnet over loopback, as a process."""
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "relayminer", "demo", "--chain", "localnet", "--json"),
+            *("--suppliers", "2", "--sessions", "1", "--block-time", "0.25"),
+            *("--relays-per-second", "40", "--seed", "5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    check_contract(doc)
+    assert doc["sessions_settled"] == doc["sessions"] > 0
+    # real bech32 addresses of the demo's test keys, signing real txs
+    assert len(doc["suppliers"]) == 2 and all(is_address(s) for s in doc["suppliers"])
+    assert doc["chain"]["txs_executed"] >= 1 and doc["chain"]["txs_failed"] == 0
+    # rewards are net of the fees the suppliers paid
+    assert 0 < doc["rewards_total_upokt"] < doc["chain"]["supplier_rewards_upokt"]
+
+
+def test_demo_drop_rate_is_refused_on_a_localnet() -> None:
+    result = CliRunner().invoke(main, ["demo", "--chain", "localnet", "--drop-rate", "0.5"])
+    assert result.exit_code == 2 and "--drop-rate" in result.output
+
+
+async def test_demo_on_a_localnet_in_process(backend: RedisBackend) -> None:
+    options = DemoOptions(
+        suppliers=1,
+        sessions=1,
+        relays_per_second=30,
+        block_time_seconds=0.2,
+        seed=3,
+        chain="localnet",
+    )
+    summary = await run_demo(backend.client, options)
+    assert summary.ok, summary.problems
+    check_contract(summary.as_dict())
+    assert summary.sessions_settled == summary.sessions == summary.claims_submitted
+    assert summary.proofs_submitted == summary.sessions_proved
+    # one tx per supplier per pass: claims, then proofs, went through the node's ante
+    assert summary.chain["txs_executed"] >= 1 and summary.chain["txs_rejected"] == 0
+    (supplier,) = summary.suppliers
+    assert is_address(supplier)
+    with pytest.raises(DemoError, match="already holds a simulated chain"):
+        await run_demo(backend.client, options)
 
 
 def test_demo_config_has_two_services_and_four_applications() -> None:

@@ -48,9 +48,15 @@ __all__ = [
     "SessionHeader",
     "TxPhase",
     "TxResult",
+    "UnknownServiceError",
 ]
 
 Msg = MsgCreateClaim | MsgSubmitProof
+
+
+class UnknownServiceError(RelayMinerError, LookupError):
+    """The chain has no such service (every chain implementation raises a subclass of this,
+    so the lifecycle handles an unknown service the same way on every chain)."""
 
 
 class ChainUnavailableError(RelayMinerError):

@@ -6,29 +6,55 @@ beside its pipelines (for the simulated chain: block production, one producer at
 its lease). Builders are keyed by ``chain.type`` and import their implementation lazily, so
 nothing outside ``chain/sim``, the demo and the CLI imports the simulator
 (``tests/test_import_graph.py`` checks it).
+
+Start-up failures of ``chain.type: pocket`` (docs/pocket-chain.md, "Start-up"):
+
+- a configured supplier without a signing key, a bad key source, or a node serving another
+  network than ``chain_id`` raise :class:`ChainSettingsError` (the CLI exits 2: retrying
+  cannot help);
+- an unreachable node is retried with backoff for ``start_timeout_seconds``, then
+  :class:`ChainStartError` (a :class:`ChainUnavailableError`; the CLI exits 1 and a
+  supervisor restarts it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
-from relayminer.chain.base import Chain
-from relayminer.chain.settings import ChainSettings, SimulatedChainSettings
+from relayminer.chain.base import Chain, ChainUnavailableError
+from relayminer.chain.settings import ChainSettings, PocketChainSettings, SimulatedChainSettings
 from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
 
-__all__ = ["ChainConnection", "ChainSettingsError", "Driver", "build_chain", "check_chain_settings"]
+if TYPE_CHECKING:
+    from relayminer.chain.pocket import PocketChain, PocketKey
+
+__all__ = [
+    "ChainConnection",
+    "ChainSettingsError",
+    "ChainStartError",
+    "Driver",
+    "build_chain",
+    "check_chain_settings",
+]
+
+log = logging.getLogger(__name__)
 
 Driver = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class ChainSettingsError(RelayMinerError, ValueError):
     """The chain settings passed the schema but the chain cannot be built from them."""
+
+
+class ChainStartError(ChainUnavailableError):
+    """The node did not answer within the start-up deadline."""
 
 
 @dataclass
@@ -56,12 +82,79 @@ def _check_simulated(settings: SimulatedChainSettings, suppliers: Sequence[str])
     sim_chain_config(settings, suppliers)
 
 
-_Builder = Callable[[ChainSettings, Redis, KeyBuilder, Sequence[str]], Awaitable[ChainConnection]]
-_Checker = Callable[[ChainSettings, Sequence[str]], None]
+async def _pocket(
+    settings: PocketChainSettings, _redis: Redis, _keys: KeyBuilder, suppliers: Sequence[str]
+) -> ChainConnection:
+    from relayminer.chain.pocket import ChainIdMismatchError, build_pocket_chain
+
+    chain = build_pocket_chain(settings, _pocket_keys(settings, suppliers))
+    try:
+        await _start_pocket(chain, settings)
+    except ChainIdMismatchError as err:
+        await chain.close()
+        raise ChainSettingsError(f"chain.chain_id: {err}") from None
+    except BaseException:
+        await chain.close()
+        raise
+    from relayminer.chain.pocket.health import NodeHealth
+
+    health = NodeHealth(chain, suppliers, block_time_seconds=settings.block_time_seconds)
+    return ChainConnection(chain, health.run, chain.close)
+
+
+async def _start_pocket(chain: PocketChain, settings: PocketChainSettings) -> None:
+    """``chain.start()`` and one gRPC query, retried with backoff (doubling from 0.5 s to
+    ``reconnect_backoff_max_seconds``) until ``start_timeout_seconds`` passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.start_timeout_seconds
+    delay = 0.5
+    while True:
+        try:
+            await chain.start()
+            await chain.shared_params()  # the gRPC endpoints answer too
+            return
+        except ChainUnavailableError as err:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ChainStartError(
+                    f"the Pocket node did not answer within {settings.start_timeout_seconds:g}"
+                    f" s ({err}); check chain.rpc_url and chain.grpc_endpoints"
+                ) from None
+            log.warning(
+                "Pocket node unreachable at start, retrying",
+                extra={"error": str(err), "retry_in_seconds": round(min(delay, left), 2)},
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, settings.reconnect_backoff_max_seconds)
+
+
+def _pocket_keys(
+    settings: PocketChainSettings, suppliers: Sequence[str]
+) -> Callable[[], Mapping[str, PocketKey]]:
+    """The key source, after checking every supplier has a key (errors name the supplier or
+    the source's line, never key material)."""
+    from relayminer.chain.pocket import check_supplier_keys, load_keys
+
+    try:
+        keys = load_keys(settings)
+        check_supplier_keys(suppliers, keys())
+    except RelayMinerError as err:
+        raise ChainSettingsError(f"chain.keys: {err}") from None
+    return keys
+
+
+def _check_pocket(settings: PocketChainSettings, suppliers: Sequence[str]) -> None:
+    """The keys are read at configuration time, so a missing one is a configuration error."""
+    _pocket_keys(settings, suppliers)
+
+
+_Builder = Callable[[Any, Redis, KeyBuilder, Sequence[str]], Awaitable[ChainConnection]]
+_Checker = Callable[[Any, Sequence[str]], None]
 
 #: ``chain.type`` -> (builder, settings check). Add one entry per chain type.
 _CHAINS: dict[str, tuple[_Builder, _Checker]] = {
     "simulated": (_simulated, _check_simulated),
+    "pocket": (_pocket, _check_pocket),
 }
 
 
@@ -71,6 +164,8 @@ def check_chain_settings(settings: ChainSettings, suppliers: Sequence[str]) -> N
     _builder, check = _CHAINS[settings.type]
     try:
         check(settings, suppliers)
+    except ChainSettingsError:
+        raise
     except RelayMinerError as err:
         raise ChainSettingsError(f"chain: {err}") from None
 

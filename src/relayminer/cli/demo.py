@@ -74,6 +74,15 @@ __all__ = ["demo"]
     help="Use this Redis (an empty namespace) instead of the embedded server.",
 )
 @click.option("--namespace", default="ha", show_default=True, help="Base prefix of every key.")
+@click.option(
+    "--chain",
+    "chain_type",
+    default="simulated",
+    show_default=True,
+    type=click.Choice(["simulated", "localnet"]),
+    help="simulated: the miner drives the simulated chain in process; localnet: the miner "
+    "talks to an in-process localnet over loopback through the Pocket chain client.",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -86,6 +95,7 @@ def demo(
     seed: int,
     redis_url: str | None,
     namespace: str,
+    chain_type: str,
 ) -> None:
     """Run the whole system on one machine and print a summary.
 
@@ -95,9 +105,13 @@ def demo(
     when every session ended proved or probabilistic_proved, the chain paid every one of those
     claims and every published relay was mined; 1 otherwise (the reasons go to stderr).
     Ctrl-C (or SIGTERM) stops it early: the partial summary is printed, exit code 130 (143).
+    With --chain localnet the chain is served over CometBFT RPC and gRPC on loopback and the
+    miner claims and proves through the real Pocket chain client (signed txs, real addresses).
     """
     from relayminer.demo import DemoOptions, interactive_console
 
+    if chain_type == "localnet" and drop_rate:
+        raise click.UsageError("--drop-rate applies to --chain simulated only")
     options = DemoOptions(
         suppliers=suppliers,
         relays_per_second=relays_per_second,
@@ -106,6 +120,7 @@ def demo(
         drop_rate=drop_rate,
         seed=seed,
         namespace=namespace,
+        chain="localnet" if chain_type == "localnet" else "simulated",
     )
     console = interactive_console(json_output)
     _demo_logging(ctx, console)

@@ -199,9 +199,10 @@ async def _run_miner(config: MinerConfig, url: str, signals: StopSignals) -> Non
 
 
 async def _open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> ChainConnection:
-    """The configured chain; a simulated chain stored with another configuration names what
-    differs."""
-    from relayminer.chain.factory import build_chain
+    """The configured chain. A simulated chain stored with another configuration names what
+    differs; a Pocket node serving another network or a supplier without a key exits 2; a
+    node still unreachable after ``chain.start_timeout_seconds`` exits 1."""
+    from relayminer.chain.factory import ChainSettingsError, ChainStartError, build_chain
     from relayminer.chain.settings import SimulatedChainSettings
     from relayminer.chain.sim.errors import SimChainConfigMismatchError
     from relayminer.chain.sim.setup import sim_chain_config
@@ -210,6 +211,10 @@ async def _open_chain(config: MinerConfig, redis: Redis, keys: KeyBuilder) -> Ch
 
     try:
         return await build_chain(config.chain, redis, keys=keys, suppliers=config.suppliers)
+    except ChainSettingsError as err:  # a missing key, another network: retrying cannot help
+        raise CliFailure(str(err), EXIT_CONFIG) from None
+    except ChainStartError as err:  # exit 1: a supervisor restarts the miner
+        raise CliFailure(str(err)) from None
     except SimChainConfigMismatchError:
         assert isinstance(config.chain, SimulatedChainSettings)
         sim_keys = SimChainKeys(keys)

@@ -15,6 +15,12 @@ whether a claim needs a proof is the chain's lottery (probability 0.5 by default
 the claim and the proof-seed block hash): a required proof is built and sent (``proved``), an
 unrequired one is not (``probabilistic_proved``).
 
+``DemoOptions.chain == "localnet"`` (``relayminer demo --chain localnet``) serves the same
+chain through an in-process localnet and gives the miner the real Pocket client
+(:mod:`relayminer.demo.localnet`): relays -> miner -> chain client -> node over loopback. The
+suppliers and applications are then real ``pokt1`` addresses, and ``rewards_upokt`` is each
+supplier's balance change, net of the tx fees it paid.
+
 ``relays_mined`` is read back from Redis (the sum of the sessions' ``relay_count``), never
 taken from the generator: the demo succeeds when it equals ``relays_published``, every
 session ended ``proved`` or ``probabilistic_proved`` and the chain settled (paid) every one of
@@ -31,10 +37,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from redis.asyncio import Redis
 
+from relayminer.chain.base import Chain
+from relayminer.chain.factory import Driver
+from relayminer.chain.settings import SimulatedChainSettings
 from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.loadgen import LoadGenerator
 from relayminer.chain.sim.setup import open_simulated_chain
@@ -49,6 +58,10 @@ from relayminer.protocol.windows import SharedParams
 from relayminer.runtime.miner import Miner, MinerHooks
 from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+
+if TYPE_CHECKING:
+    from relayminer.chain.pocket.keys import PocketKey
+    from relayminer.chain.sim.node.genesis import LocalnetConfig
 
 __all__ = [
     "DEMO_APPLICATIONS",
@@ -102,6 +115,9 @@ class DemoOptions:
     settle_grace_blocks: int = 4
     #: how often the progress is refreshed when nothing happens (seconds)
     refresh_seconds: float = 0.5
+    #: "simulated": the miner drives the simulated chain in process; "localnet": the miner
+    #: talks to a localnet over loopback through the Pocket chain client
+    chain: Literal["simulated", "localnet"] = "simulated"
 
     def __post_init__(self) -> None:
         if self.suppliers < 1:
@@ -116,6 +132,8 @@ class DemoOptions:
             raise ValueError("drop_rate must be within [0, 1)")
         if self.settle_grace_blocks < 0:
             raise ValueError("settle_grace_blocks must be >= 0")
+        if self.chain not in ("simulated", "localnet"):
+            raise ValueError("chain must be 'simulated' or 'localnet'")
 
 
 def supplier_addresses(n: int) -> list[str]:
@@ -291,6 +309,12 @@ class _Demo:
         self.redis = redis
         self.options = options
         self.config = demo_config(options)
+        self.supplier_keys: list[PocketKey] = []
+        self.localnet: LocalnetConfig | None = None
+        #: genesis balances of the suppliers (the localnet funds them for fees)
+        self.funding: dict[str, int] = {}
+        if options.chain == "localnet":
+            self._localnet_world()
         self.keys = KeyBuilder(self.config.redis.namespace)
         self.suppliers = list(self.config.suppliers)
         self.on_progress = on_progress
@@ -308,6 +332,22 @@ class _Demo:
         self.problems: list[str] = []
         self.started = time.monotonic()
 
+    def _localnet_world(self) -> None:
+        """Real addresses: suppliers from deterministic test keys, applications derived."""
+        from relayminer.demo.localnet import (
+            demo_application_addresses,
+            demo_supplier_keys,
+            localnet_config,
+        )
+
+        self.supplier_keys = demo_supplier_keys(self.options.suppliers)
+        suppliers = [k.address() for k in self.supplier_keys]
+        applications = demo_application_addresses(DEMO_APPLICATIONS)
+        self.localnet = localnet_config(
+            self.config.chain.model_dump(mode="json"), suppliers, applications
+        )
+        self.config = self.config.model_copy(update={"suppliers": suppliers})
+
     async def snapshots(self) -> dict[tuple[str, str], SessionSnapshot]:
         out: dict[tuple[str, str], SessionSnapshot] = {}
         for supplier, store in self.stores.items():
@@ -321,22 +361,41 @@ class _Demo:
                 f"this Redis database already holds a simulated chain under namespace "
                 f"{self.keys.ns.base_prefix!r}: use another --namespace or an empty database"
             )
+        if self.options.chain == "localnet":
+            return await self._run_on_localnet()
+        settings = self.config.chain
+        assert isinstance(settings, SimulatedChainSettings)
         chain = await open_simulated_chain(
-            self.config.chain, self.redis, keys=self.keys, suppliers=self.config.suppliers
+            settings, self.redis, keys=self.keys, suppliers=self.config.suppliers
         )
         try:
-            return await self._run(chain)
+            return await self._run(chain, chain, chain.run if settings.produce_blocks else None)
         finally:
             await chain.close()
 
-    async def _run(self, chain: SimulatedChain) -> DemoSummary:
+    async def _run_on_localnet(self) -> DemoSummary:
+        from relayminer.demo.localnet import open_localnet_world
+
+        assert self.localnet is not None
+        async with open_localnet_world(
+            self.redis, self.localnet, self.supplier_keys, self.keys
+        ) as world:
+            self.config = self.config.model_copy(update={"chain": world.settings})
+            self.funding = {s: await world.sim.balance(s) for s in self.suppliers}
+            return await self._run(world.sim, world.connection.chain, world.connection.driver)
+
+    async def _run(
+        self, chain: SimulatedChain, miner_chain: Chain, driver: Driver | None
+    ) -> DemoSummary:
+        """``chain`` is the simulated chain (the load and the summary read it); the miner talks
+        to ``miner_chain`` (the same object, or the Pocket client of a localnet)."""
         start_height = (await chain.latest_block()).height
         params = await chain.shared_params()
         miner = Miner(
             self.config,
             self.redis,
-            chain,
-            driver=chain.run if self.config.chain.produce_blocks else None,
+            miner_chain,
+            driver=driver,
             hooks=MinerHooks(on_batch=self.live.on_batch, on_pass=self.live.on_pass),
         )
         loadgen = LoadGenerator(
@@ -481,7 +540,7 @@ class _Demo:
         stats = loadgen.stats
         mined = sum(s.relay_count for s in snapshots.values())
         chain_summary = await chain.summary()
-        rewards = {s: await chain.balance(s) for s in self.suppliers}
+        rewards = {s: await chain.balance(s) - self.funding.get(s, 0) for s in self.suppliers}
         problems = list(self.problems)
         if stats.published == 0:
             problems.append("no relay was published")

@@ -10,7 +10,11 @@ timeout (the node rejects the second with sdk 18 "already used timeout"). Ordere
 sequence is tracked locally and re-read from the chain after a wrong-sequence rejection.
 
 A Simulate failure (gRPC Unknown carrying the handler's text) becomes a :class:`TxResult` with
-code 1 / codespace ``undefined`` and that text, classified like any other rejection.
+code 1 / codespace ``undefined`` and that text, classified like any other rejection. One
+exception: Simulate runs the ante's sequence check too, and the gRPC status carries only the
+text, so a failure ending in the SDK's registered "incorrect account sequence" (cosmos-sdk
+``types/errors/errors.go``, code 32) is reported as ``sdk`` 32: an ordered signer re-reads its
+sequence instead of being stuck behind a stale one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from relayminer.proto import cosmos_tx_service_pb2 as service_pb2
 
 __all__ = ["Broadcaster", "FeePolicy", "compute_fee", "gas_limit_for"]
 
+#: cosmos-sdk ErrWrongSequence's registered description (code 32)
+_WRONG_SEQUENCE_TEXT = "incorrect account sequence"
 #: the node refuses an unordered timeout further than this past the block time
 _MAX_TTL_NS = 10 * 60 * 1_000_000_000
 
@@ -77,6 +83,8 @@ class Broadcaster:
         self.memo = memo
         self.unordered = unordered
         self.ttl_ns = int(ttl_seconds * 1e9)
+        #: the fee of each signer's last priced tx (the balance warning's estimate)
+        self.last_fee_upokt: dict[str, int] = {}
         self._account_numbers: dict[str, int] = {}
         self._sequences: dict[str, int] = {}
         self._last_timeout_ns: dict[str, int] = {}
@@ -142,14 +150,13 @@ class Broadcaster:
                 )
             except QueryFailedError as err:
                 if err.code in ("UNKNOWN", "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
-                    return TxResult(
-                        tx_hash="", code=1, log=f"simulate: {err.details}", codespace="undefined"
-                    )
+                    return self._track(address, sequence, self._simulate_failure(err.details))
                 raise
             if simulated is None:
                 raise ChainUnavailableError("simulate: the node answered NotFound")
             gas = gas_limit_for(simulated.gas_info.gas_used, self.fees.gas_adjustment)
         fee = compute_fee(gas, self.fees.gas_price_upokt, self.fees.max_fee_upokt)
+        self.last_fee_upokt[address] = fee
         raw = self._sign(key, msgs, number, sequence, gas, fee, timeout)
         sent = await self.client.call(
             "/cosmos.tx.v1beta1.Service/BroadcastTx",
@@ -165,6 +172,16 @@ class Broadcaster:
             log=response.raw_log,
             codespace=response.codespace,
         )
+        return self._track(address, sequence, result)
+
+    @staticmethod
+    def _simulate_failure(details: str) -> TxResult:
+        if _WRONG_SEQUENCE_TEXT in details:
+            return TxResult(tx_hash="", code=32, log=f"simulate: {details}", codespace="sdk")
+        return TxResult(tx_hash="", code=1, log=f"simulate: {details}", codespace="undefined")
+
+    def _track(self, address: str, sequence: int, result: TxResult) -> TxResult:
+        """An ordered signer's next sequence after ``result`` (re-read after a mismatch)."""
         if not self.unordered:
             if result.ok:
                 self._sequences[address] = sequence + 1

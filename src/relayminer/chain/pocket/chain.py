@@ -26,6 +26,7 @@ from relayminer.chain.base import (
     OnChainSession,
     ServiceParams,
     TxResult,
+    UnknownServiceError,
 )
 from relayminer.chain.pocket.broadcaster import Broadcaster
 from relayminer.chain.pocket.cometbft import CometClient
@@ -45,10 +46,6 @@ _SessionKey = tuple[str, str, str, int]
 
 class ChainIdMismatchError(RelayMinerError):
     """The node serves another network than the configured ``chain_id``."""
-
-
-class UnknownServiceError(RelayMinerError, LookupError):
-    """The chain has no such service."""
 
 
 class PocketChain:
@@ -112,6 +109,11 @@ class PocketChain:
             self._latest = block
             self._new_block.set()
             self._new_block = asyncio.Event()
+
+    @property
+    def last_seen_block(self) -> Block | None:
+        """The latest block observed so far, without asking the node."""
+        return self._latest
 
     async def latest_block(self) -> Block:
         if self._follower is None or self._latest is None:

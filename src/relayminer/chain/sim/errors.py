@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from redis.exceptions import RedisError, WatchError
 
 from relayminer.chain.base import ChainUnavailableError
+from relayminer.chain.base import UnknownServiceError as ChainUnknownServiceError
 from relayminer.errors import InvalidProtocolArgumentError, RelayMinerError
 
 __all__ = [
@@ -71,7 +72,7 @@ class UnknownBlockError(SimChainError, LookupError):
     """No committed block at that height."""
 
 
-class UnknownServiceError(SimChainError, LookupError):
+class UnknownServiceError(SimChainError, ChainUnknownServiceError):
     """The service is not configured on the simulated chain."""
 
 
