@@ -27,6 +27,7 @@ from relayminer.sessions import scripts
 from relayminer.sessions.accounting import DeadLetter, SessionRelays
 from relayminer.sessions.model import MAX_INT64, SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 
 OVERFLOW_REASON = "total_compute_units would exceed 2^63-1"
 
@@ -45,8 +46,10 @@ def dead_letter(entry: StreamEntry, reason: str, data: bytes | None = None) -> D
     return DeadLetter(entry.entry_id, reason, data, entry.deliveries)
 
 
-def session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
-    """A session's relays for the accounting step, created from its first relay if new."""
+def session_relays(sid: str, relays: list[Relay], *, journal: bool = False) -> SessionRelays:
+    """A session's relays for the accounting step, created from its first relay if new; with
+    ``journal`` the leaf journal is their gate (the relay bytes go with them), else the dedup
+    set."""
     first = relays[0]
     snapshot = SessionSnapshot(
         session_id=sid,
@@ -63,6 +66,7 @@ def session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
         [r.relay_hash for r in relays],
         dedup=True,
         create=snapshot,
+        relay_bytes=[r.relay_bytes for r in relays] if journal else None,
     )
 
 
@@ -78,6 +82,7 @@ class BatchSorter:
         *,
         max_retries: int,
         failure_ttl_seconds: int,
+        layout: SMSTLayout = DEFAULT_LAYOUT,
     ) -> None:
         self._redis = redis
         self.supplier = supplier
@@ -86,6 +91,7 @@ class BatchSorter:
         self.max_retries = max_retries
         self.failures_key = keys.stream_failures_key(supplier)
         self._failure_ttl = failure_ttl_seconds
+        self.layout = layout
         self._record = redis.register_script(scripts.RECORD_FAILURES)
 
     async def sort(self, entries: Sequence[StreamEntry]) -> SortedBatch:
@@ -179,8 +185,7 @@ class BatchSorter:
     async def _drop_overflow(self, batch: SortedBatch, sid: str, current: int) -> None:
         """Keep the relays (in stream order) that fit under 2^63-1; dead-letter the others."""
         relays = batch.relays[sid]
-        dedup = self.keys.miner_dedup_session_key(sid)
-        known = await self._redis.smismember(dedup, [r.relay_hash for r in relays])
+        known = await self._known(sid, [r.relay_hash for r in relays])
         kept: list[Relay] = []
         seen: set[bytes] = set()
         for relay, is_known in zip(relays, known, strict=True):
@@ -197,3 +202,14 @@ class BatchSorter:
             batch.relays[sid] = kept
         else:
             del batch.relays[sid]
+
+    async def _known(self, sid: str, hashes: list[bytes]) -> list[bool]:
+        """Which relay hashes the session's gate (dedup set or leaf journal) already holds."""
+        if self.layout is SMSTLayout.GO:
+            dedup = self.keys.miner_dedup_session_key(sid)
+            return [bool(k) for k in await self._redis.smismember(dedup, hashes)]
+        leaves = self.keys.smst_leaves_key(self.supplier, sid)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for h in hashes:
+                pipe.hexists(leaves, h)
+            return [bool(k) for k in await pipe.execute()]

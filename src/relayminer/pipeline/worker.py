@@ -8,13 +8,15 @@ Per batch of stream entries, in this order:
 2. the pre-check: relays of sessions that are terminal, or whose tree is sealed for the claim,
    are late (acked, not counted); relays that would overflow a session's compute units are
    dead-lettered;
-3. hash repair (sha256 of the bytes when the publisher sent no hash), then every relay goes
-   into its session's SMST and each session's tree is committed once (one atomic compare-and-
-   set script per session: a crash at any instant leaves ``live_root`` naming a complete tree);
-4. the accounting step, ``SessionCoordinator.account_batch`` (one atomic script): each relay
-   hash is added to its session's dedup set and counted only if it was new; sessions are
-   created on first sight; dead letters are written; every entry of the batch is acked and
-   deleted.
+3. ``smst.layout: go`` only: hash repair (sha256 of the bytes when the publisher sent no hash),
+   then every relay goes into its session's SMST and each session's tree is committed once (one
+   atomic compare-and-set per session: a crash at any instant leaves ``live_root`` naming a
+   complete tree);
+4. the accounting step, ``SessionCoordinator.account_batch`` (one atomic script): each relay is
+   counted only if its hash is new to the session's gate -- in the journal layout (default)
+   the ``HSETNX`` of the relay as a leaf of the session's leaf journal (a sealed journal counts
+   nothing), in the Go layout the dedup set's ``SADD``; sessions are created on first sight;
+   dead letters are written; every entry of the batch is acked and deleted.
 
 Failures (``docs/failure-behaviour.md``): infrastructure errors (OOM, LOADING, READONLY, BUSY,
 failovers, timeouts, lost connections) are retried in place with capped backoff
@@ -23,11 +25,13 @@ failed: its entries stay pending with a failure recorded against each, the rest 
 accounted, and the loop goes on. Lost Redis state is detected and reported
 (:mod:`relayminer.pipeline.epoch`).
 
-Why this is exactly once: the SMST insert is idempotent (same key, value and weight), and the
-dedup set decides counting in the same atomic step as the ack. A crash before step 4 leaves the
-entries pending, to be reclaimed and replayed; the replay changes neither the tree nor (for
-hashes already counted) the counters. Two replicas racing on the same entries both insert the
-same leaves and only one of them counts each hash.
+Why this is exactly once (``docs/exactly-once.md``): in the journal layout the leaf is written
+in the same atomic step that counts and acks it, and only its first write counts; the worker
+holds no tree, so there is nothing to go stale. In the Go layout the SMST insert is idempotent
+(same key, value and weight), and the dedup set decides counting in the same atomic step as the
+ack. Either way a crash before step 4 leaves the entries pending, to be reclaimed and replayed;
+the replay counts nothing twice, and two replicas racing on the same entries count each hash
+once.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ from relayminer.sessions.accounting import (
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 from relayminer.smst.redis_store import RedisSMSTStore
 
 log = logging.getLogger(__name__)
@@ -99,8 +104,13 @@ class WorkerConfig:
     #: how often the stream lag and pending gauges are refreshed
     gauges_interval_s: float = 5.0
     fence: Fence | None = None
+    #: where session trees live: ``journal`` (the accounting step writes each relay as a leaf
+    #: and the worker holds no trees) or ``go`` (the worker commits Go-layout trees and the
+    #: dedup set gates counting); see :mod:`relayminer.smst.layout`
+    smst_layout: SMSTLayout = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
+        self.smst_layout = SMSTLayout(self.smst_layout)
         for name in (
             "batch_size",
             "block_ms",
@@ -199,8 +209,14 @@ class RelayWorker:
         self.coordinator = SessionCoordinator(self.store, self.supplier)
         if on_session_created is not None:
             self.coordinator.set_on_session_created_callback(on_session_created)
-        self.trees = RedisSMSTStore(
-            redis, self.supplier, keys=self.keys, ttl_seconds=ttl, fence=self.config.fence
+        self.journal = self.config.smst_layout is SMSTLayout.JOURNAL
+        #: the Go layout's trees (None in the journal layout: the accounting step writes leaves)
+        self.trees = (
+            None
+            if self.journal
+            else RedisSMSTStore(
+                redis, self.supplier, keys=self.keys, ttl_seconds=ttl, fence=self.config.fence
+            )
         )
         self.sorter = BatchSorter(
             redis,
@@ -209,6 +225,7 @@ class RelayWorker:
             self.store,
             max_retries=self.config.max_retries,
             failure_ttl_seconds=ttl,
+            layout=self.config.smst_layout,
         )
         self.epoch = StateEpoch(redis, self.keys, self.supplier)
         self._on_batch = on_batch
@@ -260,7 +277,7 @@ class RelayWorker:
                         exc_info=err,
                         extra={"supplier": self.supplier, "error": repr(err)},
                     )
-                self.trees.forget_all()
+                self._forget_trees()
                 await wait_or_stop(stop, delay)
 
     async def _start(self) -> None:
@@ -281,6 +298,10 @@ class RelayWorker:
         self._epoch_due = False
         self._recreations_seen = self.consumer.group_recreations
         if await self.epoch.check():
+            self._forget_trees()
+
+    def _forget_trees(self) -> None:
+        if self.trees is not None:
             self.trees.forget_all()
 
     async def _maintenance(self) -> None:
@@ -412,12 +433,15 @@ class RelayWorker:
         batch = await self.sorter.sort(entries)
         await self.sorter.precheck(batch)
         result.late = batch.late
+        if self.trees is None:  # journal layout: the leaves are written by the accounting step
+            return _Staged(entries, batch, set(), ack_mode, result, started)
+        trees = self.trees
         # Each session's tree is committed on its own (independent keys and CAS); running them
         # together lets one session's trie work overlap another's Redis round trip.
         sessions = list(batch.relays)
         commits = await asyncio.gather(
             *(
-                self.trees.apply(
+                trees.apply(
                     sid,
                     [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]],
                 )
@@ -449,7 +473,8 @@ class RelayWorker:
             exc_info=err,
             extra={"supplier": self.supplier, "session_id": sid, "entries": len(ids)},
         )
-        self.trees.forget(sid)
+        if self.trees is not None:
+            self.trees.forget(sid)
         await self._in_place(
             "record failures",
             lambda: self.sorter.record_failures(ids, f"{type(err).__name__}: {err}"),
@@ -497,7 +522,9 @@ class RelayWorker:
                 for e in staged.entries
                 if e.entry_id not in in_sessions and e.entry_id not in staged.failed
             ]
-            sessions = [session_relays(sid, rs) for sid, rs in batch.relays.items()]
+            sessions = [
+                session_relays(sid, rs, journal=self.journal) for sid, rs in batch.relays.items()
+            ]
             try:
                 outcomes = await self.coordinator.account_batch(
                     sessions,
@@ -537,7 +564,7 @@ class RelayWorker:
             relays = batch.relays[sid]
             try:
                 outcomes = await self.coordinator.account_batch(
-                    [session_relays(sid, relays)],
+                    [session_relays(sid, relays, journal=self.journal)],
                     dedup_ttl_seconds=self.config.effective_dedup_ttl,
                     ack=self._ack(staged, [r.entry_id for r in relays], []),
                 )

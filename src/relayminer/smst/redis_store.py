@@ -194,6 +194,9 @@ _COMMITTED, _CONFLICT, _SEALED, _FENCED, _WRONGTYPE = 0, 1, 2, 3, 4
 class RedisSMSTStore:
     """Per-session SMSTs of one supplier, stored in Redis."""
 
+    #: the tree is committed before its accounting step, so it may run ahead of the counters
+    exact_counters = False
+
     def __init__(
         self,
         redis: Redis,
