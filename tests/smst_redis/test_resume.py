@@ -196,3 +196,25 @@ async def test_both_roots_invalid_gives_a_fresh_tree_and_seal_replaces_the_bad_r
     assert await store.seal("s") == memory_trie(leaves).root()
     assert await store.sealed_root("s") == memory_trie(leaves).root()
     assert await store.seal("other") == EMPTY_ROOT
+
+
+async def test_replay_onto_a_store_that_lost_the_last_commits_restores_them(
+    backend: RedisBackend,
+) -> None:
+    """A failover to a replica that missed the last commits: the cached tree already holds the
+    re-delivered leaves, but Redis does not. The replay must not trust the cache (it once did:
+    the tree then missed those relays while the counters, re-counted, were right)."""
+    rng = random.Random(31)
+    leaves = relay_leaves(rng, 300)
+    early, late = leaves[:200], leaves[200:]
+    store = RedisSMSTStore(backend.client, SUPPLIER)
+    assert await store.apply("s", early)
+    live_root = await backend.client.get(store.live_root_key("s"))
+    nodes = await backend.client.hgetall(store.nodes_key("s"))
+    assert await store.apply("s", late)
+    # the promoted replica holds the state before ``late`` was committed
+    await backend.client.delete(store.nodes_key("s"), store.live_root_key("s"))
+    await backend.client.set(store.live_root_key("s"), live_root)
+    await backend.client.hset(store.nodes_key("s"), mapping=nodes)
+    assert await store.apply("s", late)  # the re-delivered batch, same cached store
+    await assert_tree_of(backend, store, leaves)

@@ -345,8 +345,12 @@ class RedisSMSTStore:
         new_root = trie.root()
         sets, deletes = store.take()
         if new_root == tree.live_root or not (sets or deletes):
-            # A replay of leaves already committed: the stored tree is this very tree (the
-            # trie rewrote identical nodes; there is nothing to ship).
+            # A replay of leaves already in the cached tree. The stored tree is this very tree
+            # only if ``live_root`` still names it: after a failover to a replica that missed
+            # the last commits (or any loss of them), the cache holds leaves Redis does not.
+            # Treated as a conflict, the tree is reloaded from Redis and the leaves replayed.
+            if await self.live_root(sid) != tree.live_root:
+                return _CONFLICT
             return _COMMITTED
         code = await self._ship(sid, tree.live_root, new_root, sets, deletes)
         if code == _COMMITTED:
