@@ -12,8 +12,9 @@ phases do not care which layout stores the tree.
   deterministically from the journal, and its root is checked against the sealed ``:root``
   before anything is proved with it.
 
-Nothing here needs the lease: the seal writes the same root whoever runs it (the root depends
-only on the leaf set), and a delete runs fenced like the Go layout's.
+The seal writes the same root whoever runs it (the root depends only on the leaf set), so it
+needs no atomic fence; a replica that knows it lost the lease still does not seal (it checks the
+lease first, like every lifecycle write), and a delete runs fenced like the Go layout's.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ class JournalTrees:
     async def seal(self, sid: str) -> bytes:
         """Seal the session's journal for its claim; the 48-byte claimed root. Sealing twice
         returns the first root; an empty or unknown session seals as the empty root."""
+        if self.fence is not None:
+            current = await self._redis.get(self.fence.key)
+            if current != self.fence.token.encode():
+                raise LeaseLostError(f"lease of {self.supplier} lost: not sealing {sid}")
         result = await seal_session_tree(
             self._redis, self.supplier, sid, ttl_seconds=self.ttl, namespace=self.keys.ns
         )
