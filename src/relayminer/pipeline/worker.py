@@ -44,7 +44,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -52,6 +52,7 @@ from redis.asyncio import Redis
 from relayminer import metrics
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.pipeline.batch_result import BatchResult, record_batch
 from relayminer.pipeline.consumer import StreamConsumer, StreamEntry
 from relayminer.pipeline.epoch import StateEpoch
 from relayminer.pipeline.relays import Relay
@@ -78,11 +79,12 @@ from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 from relayminer.smst.redis_store import RedisSMSTStore
 
+__all__ = ["MAX_BATCH_SIZE", "BatchResult", "RelayWorker", "WorkerConfig", "default_consumer_name"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
-LATENCY_SAMPLE = 16  # keeps every Lua unpack() under Redis's 8000-value C-stack limit
 
 
 @dataclass
@@ -143,19 +145,6 @@ def default_consumer_name() -> str:
 
 
 @dataclass
-class BatchResult:
-    handled: int = 0  # entries acked (counted, duplicate, late or dead-lettered)
-    counted: int = 0  # relays counted for the first time
-    duplicates: int = 0
-    late: int = 0  # relays of terminal or sealed sessions
-    dead: int = 0
-    created: list[str] = field(default_factory=list)
-    #: ``published_at_unix_nano`` of the relays of this batch (0 when the publisher set none);
-    #: with the time the batch was acked this gives publish-to-ack latencies
-    published_ns: list[int] = field(default_factory=list)
-
-
-@dataclass
 class _Staged:
     """A batch whose trees are committed and whose accounting step is due."""
 
@@ -171,7 +160,8 @@ class _Staged:
 SessionCreatedHook = Callable[[SessionSnapshot], Awaitable[None] | None]
 BatchHook = Callable[["BatchResult"], Awaitable[None] | None]
 #: Called at each step of a batch ("read", "smst", "accounted") with the batch size; the
-#: crash tests use it to kill the process between steps.
+#: crash tests use it to kill the process between steps ("smst": trees committed in the Go
+#: layout; in the journal layout, the batch sorted and nothing written yet).
 TraceHook = Callable[[str, int], None]
 
 
@@ -434,6 +424,8 @@ class RelayWorker:
         await self.sorter.precheck(batch)
         result.late = batch.late
         if self.trees is None:  # journal layout: the leaves are written by the accounting step
+            if self._trace:
+                self._trace("smst", len(entries))  # the same crash point: nothing written yet
             return _Staged(entries, batch, set(), ack_mode, result, started)
         trees = self.trees
         # Each session's tree is committed on its own (independent keys and CAS); running them
@@ -492,7 +484,7 @@ class RelayWorker:
             self._trace("accounted", len(entries))
         result.handled = len(entries) - len(staged.failed)
         result.dead = len(batch.dead)
-        self._record(result, batch.relays, batch.dead, staged.started)
+        record_batch(self.supplier, self.total, result, batch.relays, batch.dead, staged.started)
         if self._on_batch is not None:
             outcome = self._on_batch(result)
             if outcome is not None:
@@ -595,44 +587,6 @@ class RelayWorker:
                 continue
             result.counted += outcome.counted
             result.duplicates += outcome.duplicates
-
-    def _record(
-        self,
-        result: BatchResult,
-        relays: dict[str, list[Relay]],
-        dead: list[DeadLetter],
-        t0: float,
-    ) -> None:
-        sup = self.supplier
-        metrics.BATCH_LATENCY.labels(supplier=sup).observe(time.monotonic() - t0)
-        metrics.RELAYS_MINED.labels(supplier=sup).inc(result.counted)
-        if result.duplicates:
-            metrics.RELAYS_REJECTED.labels(supplier=sup, reason="duplicate").inc(result.duplicates)
-        if result.late:
-            metrics.RELAYS_REJECTED.labels(supplier=sup, reason="session_sealed").inc(result.late)
-        for letter in dead:
-            reason = letter.reason.split(":")[0].split(" (")[0][:60]
-            metrics.RELAYS_DEAD_LETTERED.labels(supplier=sup, reason=reason).inc()
-            log.warning(
-                "dead-lettered stream entry",
-                extra={
-                    "supplier": sup,
-                    "entry_id": letter.entry_id.decode(),
-                    "reason": letter.reason,
-                },
-            )
-        now_ns = time.time_ns()
-        for group in relays.values():
-            result.published_ns.extend(r.published_at_unix_nano for r in group)
-        # The publish-to-ack histogram observes 1 relay in LATENCY_SAMPLE (the hot path stays
-        # cheap; the distribution is the same).
-        histogram = metrics.END_TO_END_LATENCY.labels(supplier=sup)
-        for published in result.published_ns[::LATENCY_SAMPLE]:
-            if published > 0:
-                histogram.observe(max(0.0, (now_ns - published) / 1e9))
-        for name in ("handled", "counted", "duplicates", "late", "dead"):
-            setattr(self.total, name, getattr(self.total, name) + getattr(result, name))
-        self.total.created += result.created
 
 
 async def _nothing() -> list[StreamEntry]:
