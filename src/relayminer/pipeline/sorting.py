@@ -46,10 +46,20 @@ def dead_letter(entry: StreamEntry, reason: str, data: bytes | None = None) -> D
     return DeadLetter(entry.entry_id, reason, data, entry.deliveries)
 
 
-def session_relays(sid: str, relays: list[Relay], *, journal: bool = False) -> SessionRelays:
+def session_relays(
+    sid: str, relays: list[Relay], *, journal: bool = False, known: bool = False
+) -> SessionRelays:
     """A session's relays for the accounting step, created from its first relay if new; with
     ``journal`` the leaf journal is their gate (the relay bytes go with them), else the dedup
-    set."""
+    set. ``known``: the session is believed to exist, its snapshot is not sent."""
+    if known:
+        return SessionRelays(
+            sid,
+            [r.compute_units for r in relays],
+            [r.relay_hash for r in relays],
+            relay_bytes=[r.relay_bytes for r in relays] if journal else None,
+            known=True,
+        )
     first = relays[0]
     snapshot = SessionSnapshot(
         session_id=sid,
@@ -143,6 +153,17 @@ class BatchSorter:
             await self._record(
                 keys=[self.failures_key], args=[self._failure_ttl, cause[:300], *entry_ids]
             )
+
+    async def trim_overflow(self, batch: SortedBatch, sid: str) -> None:
+        """The accounting step refused ``sid`` for overflow: dead-letter the relays that do
+        not fit, keep the others (stream order)."""
+        total = await self._redis.hget(self.store.session_key(sid), "total_compute_units")
+        current = int(total) if isinstance(total, bytes) and total.isdigit() else 0
+        before = len(batch.relays[sid])
+        await self._drop_overflow(batch, sid, current)
+        if sid in batch.relays and len(batch.relays[sid]) == before:  # nothing fitted less
+            for relay in batch.relays.pop(sid):
+                batch.dead.append(dead_letter(batch.entries[relay.entry_id], OVERFLOW_REASON))
 
     async def precheck(self, batch: SortedBatch) -> None:
         """Drop late sessions (terminal, or tree sealed for the claim) and dead-letter relays

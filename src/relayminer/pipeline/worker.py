@@ -43,6 +43,7 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -67,9 +68,11 @@ from relayminer.pipeline.sorting import (
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.sessions.accounting import (
+    STATUS_MISSING,
     STATUS_TERMINAL,
     ComputeUnitsOverflowError,
     DeadLetter,
+    SessionMissing,
     SessionOutcome,
     StreamAck,
 )
@@ -85,6 +88,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
+#: sessions remembered as existing (beyond it the oldest is sent with its snapshot again)
+KNOWN_SESSIONS = 100_000
 
 
 @dataclass
@@ -230,6 +235,8 @@ class RelayWorker:
         self._stop = asyncio.Event()
         self._stop.set()
         self.total = BatchResult()
+        #: sessions seen to exist: their snapshots are not sent with every batch
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     # --- loop ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -421,7 +428,8 @@ class RelayWorker:
             self._trace("read", len(entries))
         ack_mode = await self._ack_mode_probe()
         batch = await self.sorter.sort(entries)
-        await self.sorter.precheck(batch)
+        if not self.journal:  # the journal's accounting step checks all of it itself
+            await self.sorter.precheck(batch)
         result.late = batch.late
         if self.trees is None:  # journal layout: the leaves are written by the accounting step
             if self._trace:
@@ -479,7 +487,16 @@ class RelayWorker:
         entries, batch, result = staged.entries, staged.batch, staged.result
         if not entries:
             return result
-        await self._in_place("account", lambda: self._account(staged))
+        attempts = 0
+
+        async def account() -> BatchResult:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                await self._recommit(staged)
+            return await self._account(staged)
+
+        await self._in_place("account", account)
         if self._trace:
             self._trace("accounted", len(entries))
         result.handled = len(entries) - len(staged.failed)
@@ -490,6 +507,19 @@ class RelayWorker:
             if outcome is not None:
                 await outcome
         return result
+
+    async def _recommit(self, staged: _Staged) -> None:
+        """Go layout, before an accounting step is retried in place: commit the batch's trees
+        again. The first commit may have gone to a master that was lost since (failover): the
+        retried step would then count relays whose leaves the new master's tree lacks. The
+        commit is idempotent, and a replay checks ``live_root`` in Redis (redis_store.py)."""
+        if self.trees is None:
+            return
+        batch = staged.batch
+        for sid in list(batch.relays):
+            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]]
+            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
+                staged.result.late += len(batch.relays.pop(sid))
 
     def _ack(self, staged: _Staged, ids: Sequence[bytes], dead: Sequence[DeadLetter]) -> StreamAck:
         return StreamAck(
@@ -515,7 +545,8 @@ class RelayWorker:
                 if e.entry_id not in in_sessions and e.entry_id not in staged.failed
             ]
             sessions = [
-                session_relays(sid, rs, journal=self.journal) for sid, rs in batch.relays.items()
+                session_relays(sid, rs, journal=self.journal, known=sid in self._known)
+                for sid, rs in batch.relays.items()
             ]
             try:
                 outcomes = await self.coordinator.account_batch(
@@ -524,9 +555,10 @@ class RelayWorker:
                     ack=self._ack(staged, [*others, *in_sessions], batch.dead),
                 )
                 break
-            except ComputeUnitsOverflowError as err:  # raced past the pre-check: nothing written
-                for relay in batch.relays.pop(err.session_id):
-                    batch.dead.append(dead_letter(batch.entries[relay.entry_id], OVERFLOW_REASON))
+            except ComputeUnitsOverflowError as err:  # nothing written: keep what fits, rerun
+                await self.sorter.trim_overflow(batch, err.session_id)
+            except SessionMissing as missing:  # nothing written: send its snapshot, rerun
+                self._known.pop(missing.session_id, None)
             except LeaseLostError:
                 raise
             except Exception as err:
@@ -535,6 +567,12 @@ class RelayWorker:
                 await self._account_apart(staged, err)
                 return result
         self._add_outcomes(result, outcomes)
+        for outcome in outcomes:
+            if outcome.status != STATUS_MISSING:
+                self._known[outcome.session_id] = None
+                self._known.move_to_end(outcome.session_id)
+        while len(self._known) > KNOWN_SESSIONS:
+            self._known.popitem(last=False)
         return result
 
     async def _account_apart(self, staged: _Staged, first: Exception) -> None:

@@ -84,7 +84,8 @@ local MAX_I64 = big('9223372036854775807')
 #:       [9+3(i-1)] the tree's sealed root (journal gate only).
 #: ARGV: [1] group, [2] ack mode ('xackdel' | 'xack'), [3] session ttl, [4] dedup ttl,
 #:       [5] fence token ('' = unfenced), [6] now (RFC3339Nano), [7] number of sessions, then per
-#:       session: session id, n = #metadata values (0: never create), n metadata values (full
+#:       session: session id, n = #metadata values (0: never create; -1: none sent, the caller
+#:       believes the session exists -- reply MISSING if it does not), n metadata values (full
 #:       hash encoding, counters 0), gate ('1': relay hashes follow and the dedup set decides
 #:       counting; '2': relay hash, leaf value pairs follow and the journal's HSETNX decides
 #:       counting, a sealed journal counts nothing; '0': count every relay), g = #cu groups,
@@ -92,9 +93,9 @@ local MAX_I64 = big('9223372036854775807')
 #:       Then a = #ack ids, a ids; then d = #dead entries, per entry: f = #field values,
 #:       f values.
 #: Replies (all before any write): error 'FENCED'; error 'WRONGTYPE ...'; error for a bad
-#: journal argument; {'LEGACY', i}; {'OVERFLOW', i}. Otherwise one {created, counted, status}
-#: triple per session (status 0 counted, 1 terminal or sealed: nothing counted, 2 missing and
-#: not creatable: nothing counted).
+#: journal argument; {'LEGACY', i}; {'OVERFLOW', i}; {'MISSING', i}. Otherwise one
+#: {created, counted, status} triple per session (status 0 counted, 1 terminal or sealed:
+#: nothing counted, 2 missing and not creatable: nothing counted).
 ACCOUNT_BATCH = (
     TERMINAL_TABLE
     + FENCE_PRELUDE
@@ -117,6 +118,8 @@ for i = 1, nsess do
   local base = 7 + 3 * (i - 1)
   local s = {sid = ARGV[p], key = KEYS[base], dedup = KEYS[base + 1], root = KEYS[base + 2]}
   local n = tonumber(ARGV[p + 1])
+  s.ask = n < 0
+  if s.ask then n = 0 end
   s.meta_from, s.meta_to, s.creatable = p + 2, p + 1 + n, n > 0
   p = p + 2 + n
   s.dedup_on, s.journal = ARGV[p] == '1', ARGV[p] == '2'
@@ -137,6 +140,7 @@ for i = 1, nsess do
   end
   local t = redis.call('TYPE', s.key)['ok']
   if t == 'string' then return {'LEGACY', i} end
+  if t == 'none' and s.ask then return {'MISSING', i} end
   if t ~= 'hash' and t ~= 'none' then
     error('unexpected redis type for session key ' .. s.key .. ': ' .. t .. ' (nothing changed)')
   end
@@ -284,6 +288,9 @@ class SessionRelays:
     dedup: bool = True
     create: SessionSnapshot | None = None
     relay_bytes: list[bytes] | None = None
+    #: the caller believes the session exists: ``create`` is not sent (a batch of many sessions
+    #: stays small); if it is missing, the step writes nothing and raises :class:`SessionMissing`
+    known: bool = False
 
 
 @dataclass
@@ -321,6 +328,15 @@ class StreamAck:
     consumer: str
     entry_ids: Sequence[bytes]
     dead: Sequence[DeadLetter]
+
+
+class SessionMissing(Exception):
+    """A session sent as ``known`` (no snapshot) does not exist: nothing was written; send it
+    again with its snapshot."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
 
 
 class LegacySnapshot(Exception):
@@ -368,6 +384,8 @@ class BatchAccounting:
             raise
         if reply and reply[0] in (b"LEGACY", "LEGACY"):
             raise LegacySnapshot(sessions[int(reply[1]) - 1].session_id)
+        if reply and reply[0] in (b"MISSING", "MISSING"):
+            raise SessionMissing(sessions[int(reply[1]) - 1].session_id)
         if reply and reply[0] in (b"OVERFLOW", "OVERFLOW"):
             raise ComputeUnitsOverflowError(sessions[int(reply[1]) - 1].session_id)
         out = []
@@ -417,7 +435,9 @@ class BatchAccounting:
                 self.keys.smst_root_key(self.supplier, s.session_id) if journal else session_key,
             ]
             args.append(s.session_id)
-            if s.create is not None:
+            if s.known:
+                args.append(-1)
+            elif s.create is not None:
                 snapshot = s.create
                 snapshot.created_at = snapshot.created_at or stamp
                 snapshot.last_updated_at = stamp
