@@ -402,3 +402,19 @@ async def test_xack_fallback_deletes_entries_too(
     assert w._ack_mode == "xack"
     await assert_mined(backend.client, expected)
     await assert_stream_empty(backend.client, SUP)
+
+
+async def test_a_known_session_that_vanished_is_created_again(backend: RedisBackend) -> None:
+    """Sessions seen once are sent without their snapshot; one that is gone since (evicted,
+    expired) makes the step write nothing and ask for it, and the batch is counted then."""
+    rng = random.Random(17)
+    await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(4)])
+    w = worker(backend.client)
+    assert await w.drain() == 4
+    await backend.client.delete(f"ha:miner:sessions:{SUP}:sess-1")
+    await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(3)])
+    assert await w.drain() == 3
+    assert w.total.counted == 7 and w.total.created == ["sess-1", "sess-1"]
+    snap = await RedisSessionStore(backend.client, SessionStoreConfig(SUP)).get("sess-1")
+    assert snap is not None and snap.relay_count == 3
+    await assert_stream_empty(backend.client, SUP)
