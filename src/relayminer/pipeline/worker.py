@@ -5,9 +5,11 @@ Per batch of stream entries, in this order:
 1. sorting (:mod:`relayminer.pipeline.sorting`): entries over the retry cap and malformed ones
    (no ``data``, bad protobuf, poison session id, a hash that is not sha256 of the bytes, wrong
    supplier ...) are set aside for the dead-letter stream, each with its reason;
-2. the pre-check: relays of sessions that are terminal, or whose tree is sealed for the claim,
-   are late (acked, not counted); relays that would overflow a session's compute units are
-   dead-lettered;
+2. ``smst.layout: go`` only, the pre-check: relays of sessions that are terminal, or whose tree
+   is sealed for the claim, are late (acked, not counted); relays that would overflow a
+   session's compute units are dead-lettered. The journal's accounting step makes the same
+   checks itself in its first pass (before any write), and a refusal for overflow there
+   dead-letters the relays that do not fit and reruns the step;
 3. ``smst.layout: go`` only: hash repair (sha256 of the bytes when the publisher sent no hash),
    then every relay goes into its session's SMST and each session's tree is committed once (one
    atomic compare-and-set per session: a crash at any instant leaves ``live_root`` naming a
