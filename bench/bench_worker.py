@@ -1,17 +1,23 @@
 """Relay pipeline throughput: published -> mined -> counted -> acked, on a local real server.
 
-    .venv/bin/python bench/bench_worker.py [--relays 200000] [--sessions 2] [--batch 2000]
+    .venv/bin/python bench/bench_worker.py [--relays 200000] [--sessions 1,100,1000]
+        [--layouts journal,go] [--batch 2000] [--e2e]
 
-One supplier, one RelayWorker (this process), a local redis-server started for the run, the
-sessions growing to ``relays / sessions`` relays each (100,000 by default). The worker runs with
-the process GC policy of ``relayminer worker``/``run`` (:mod:`relayminer.runtime.gcpolicy`). Runs:
+One supplier, one RelayWorker (this process), a local redis-server started for the run, relays
+of 250 random bytes published round-robin over the sessions. The worker runs with the process
+GC policy of ``relayminer worker``/``run`` (:mod:`relayminer.runtime.gcpolicy`). For each
+session count:
 
 1. **baseline**: a bare XREADGROUP (COUNT batch) + XACK/XDEL drain of the same number of
    pre-published entries, through the same client stack (redis.asyncio + hiredis);
-2. **drain**: the worker consuming the same pre-published stream (SMST, dedup, counters, ack);
-3. **end to end**: a publisher *process* publishing as fast as it can while the worker runs;
-   throughput = relays / (last ack - first publish), and publish-to-ack latency per relay.
-4. **paced**: the publisher paced at half the end-to-end rate: latency without a backlog.
+2. **drain**, per ``smst.layout``: the worker consuming an identical pre-published stream
+   (journal: leaves + counters + ack in one script; go: SMST commits, dedup set, counters, ack),
+   and the Redis ``used_memory`` growth per relay once the stream is drained (server flushed
+   before each run, the empty stream's own memory subtracted);
+
+With ``--e2e`` (first session count, first layout): **end to end**, a publisher *process*
+publishing as fast as it can while the worker runs (throughput = relays / (last ack - first
+publish), publish-to-ack latency per relay), then **paced** at half that rate.
 
 Prints a markdown table and writes ``bench/results/worker.json``.
 """
@@ -33,6 +39,7 @@ from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from relayminer.runtime.connections import connect
 from relayminer.runtime.embedded import find_server_binary, start_server
 from relayminer.runtime.gcpolicy import run_gc_freezer
+from relayminer.smst.layout import SMSTLayout
 
 SUPPLIER = "pokt1bench"
 STREAM = f"ha:relays:{SUPPLIER}"
@@ -79,10 +86,21 @@ async def baseline_drain(redis: Redis, url: str, n: int, sessions: int, batch: i
     return n / elapsed
 
 
-async def worker_drain(redis: Redis, url: str, n: int, sessions: int, batch: int) -> float:
+async def used_memory(redis: Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def worker_drain(
+    redis: Redis, url: str, n: int, sessions: int, batch: int, layout: SMSTLayout
+) -> tuple[float, float]:
+    """Relays/s of the worker's drain, and Redis memory growth per relay after it."""
     await redis.flushall()
+    await redis.xgroup_create(STREAM, "ha-miners", id="0", mkstream=True)
+    empty = await used_memory(redis)
+    await redis.delete(STREAM)
     publish_all(url, n, sessions)
-    worker = RelayWorker(redis, SUPPLIER, WorkerConfig(batch_size=batch, consumer_name="w"))
+    config = WorkerConfig(batch_size=batch, consumer_name="w", smst_layout=layout)
+    worker = RelayWorker(redis, SUPPLIER, config)
     stop = asyncio.Event()
     freezer = asyncio.create_task(run_gc_freezer(stop))  # as `relayminer worker` / `run` do
     t0 = time.perf_counter()
@@ -91,7 +109,9 @@ async def worker_drain(redis: Redis, url: str, n: int, sessions: int, batch: int
     stop.set()
     await freezer
     assert handled == n and worker.total.counted == n, (handled, worker.total)
-    return n / elapsed
+    assert await redis.xlen(STREAM) == 0
+    per_relay = (await used_memory(redis) - empty) / n
+    return n / elapsed, per_relay
 
 
 async def end_to_end(
@@ -137,53 +157,71 @@ async def end_to_end(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--relays", type=int, default=200_000)
-    parser.add_argument("--sessions", type=int, default=2)
+    parser.add_argument("--sessions", default="1,100,1000", help="comma-separated counts")
+    parser.add_argument("--layouts", default="journal,go", help="comma-separated layouts")
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--e2e", action="store_true", help="also the end-to-end runs")
     args = parser.parse_args()
-    n, sessions, batch = args.relays, args.sessions, args.batch
+    n, batch = args.relays, args.batch
+    counts = [int(x) for x in args.sessions.split(",")]
+    layouts = [SMSTLayout(x) for x in args.layouts.split(",")]
     server = start_server(find_server_binary())
     redis = connect(server.url)
+    runs: list[dict[str, object]] = []
+    e2e: dict[str, float] | None = None
+    paced: dict[str, float] | None = None
     try:
-        base = await baseline_drain(redis, server.url, n, sessions, batch)
-        drain = await worker_drain(redis, server.url, n, sessions, batch)
-        e2e = await end_to_end(redis, server.url, n, sessions, batch)
-        paced = await end_to_end(
-            redis, server.url, n // 2, sessions, batch, rate=e2e["throughput_per_s"] / 2
-        )
+        for sessions in counts:
+            base = await baseline_drain(redis, server.url, n, sessions, batch)
+            for layout in layouts:
+                rate, per_relay = await worker_drain(redis, server.url, n, sessions, batch, layout)
+                runs.append(
+                    {
+                        "sessions": sessions,
+                        "layout": layout.value,
+                        "baseline_bare_drain_per_s": base,
+                        "worker_drain_per_s": rate,
+                        "worker_drain_vs_baseline": rate / base,
+                        "used_memory_bytes_per_relay": per_relay,
+                    }
+                )
+                print(
+                    f"sessions={sessions} layout={layout.value}: bare {base:,.0f}/s, "
+                    f"worker {rate:,.0f}/s ({rate / base:.3f}x), {per_relay:.0f} B/relay",
+                    flush=True,
+                )
+        if args.e2e:
+            e2e = await end_to_end(redis, server.url, n, counts[0], batch)
+            paced = await end_to_end(
+                redis, server.url, n // 2, counts[0], batch, rate=e2e["throughput_per_s"] / 2
+            )
     finally:
         await redis.aclose()
         server.stop()
     results = {
         "relays": n,
-        "sessions": sessions,
-        "relays_per_session": n // sessions,
+        "relay_bytes": 250,
         "batch": batch,
         "server": server.binary,
-        "baseline_bare_drain_per_s": base,
-        "worker_drain_per_s": drain,
-        "worker_drain_vs_baseline": drain / base,
+        "runs": runs,
         "end_to_end": e2e,
-        "end_to_end_vs_baseline": e2e["throughput_per_s"] / base,
         "paced_half_rate": paced,
     }
     write_report(HERE / "results" / "worker.json", results)
-    print(
-        f"| run ({n:,} relays, {sessions} sessions of {n // sessions:,}) | relays/s | "
-        "vs bare drain | p50 ms | p99 ms |"
-    )
-    print("|---|---|---|---|---|")
-    print(f"| bare XREADGROUP + XACK/XDEL drain (baseline) | {base:,.0f} | 1.00 | | |")
-    print(f"| worker drain of a pre-published stream | {drain:,.0f} | {drain / base:.2f} | | |")
-    print(
-        f"| end to end, publisher at full speed | {e2e['throughput_per_s']:,.0f} | "
-        f"{e2e['throughput_per_s'] / base:.2f} | {e2e['latency_p50_ms']:.0f} | "
-        f"{e2e['latency_p99_ms']:.0f} |"
-    )
-    print(
-        f"| end to end, publisher paced at half that | {paced['throughput_per_s']:,.0f} | "
-        f"{paced['throughput_per_s'] / base:.2f} | {paced['latency_p50_ms']:.1f} | "
-        f"{paced['latency_p99_ms']:.1f} |"
-    )
+    print("| sessions | layout | bare drain relays/s | worker relays/s | ratio | B/relay |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for r in runs:
+        print(
+            f"| {r['sessions']:,} | {r['layout']} | {r['baseline_bare_drain_per_s']:,.0f} | "
+            f"{r['worker_drain_per_s']:,.0f} | {r['worker_drain_vs_baseline']:.3f}x | "
+            f"{r['used_memory_bytes_per_relay']:.0f} |"
+        )
+    if e2e is not None and paced is not None:
+        print(
+            f"end to end ({counts[0]} sessions): {e2e['throughput_per_s']:,.0f}/s, p50 "
+            f"{e2e['latency_p50_ms']:.0f} ms, p99 {e2e['latency_p99_ms']:.0f} ms; paced at half: "
+            f"p50 {paced['latency_p50_ms']:.1f} ms, p99 {paced['latency_p99_ms']:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

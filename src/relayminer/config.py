@@ -22,6 +22,7 @@ from relayminer.lifecycle.config import LifecycleConfig
 from relayminer.pipeline.worker import MAX_BATCH_SIZE, WorkerConfig
 from relayminer.runtime.connections import cluster_refusal
 from relayminer.runtime.redis_url import ClusterSettings, parse_redis_url
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 
 #: the ``chain.type`` values (tags of the :data:`ChainSettings` union)
 _CHAIN_TYPES = frozenset(
@@ -72,6 +73,14 @@ class WorkerSection(_Section):
     max_retries: int = Field(WorkerConfig.max_retries, ge=0)
 
 
+class SmstSection(_Section):
+    """Where session trees live (docs/leaf-journal.md). ``journal`` (default): each session's
+    leaves only, trees built at claim time; ``go``: the Go miner's node layout and dedup set,
+    for deployments that mix Go and Python miners on the same suppliers."""
+
+    layout: SMSTLayout = DEFAULT_LAYOUT
+
+
 class LeaseSection(_Section):
     #: a dead owner's suppliers are taken over after at most ttl + renew interval
     ttl_seconds: float = Field(15.0, gt=0)
@@ -106,6 +115,7 @@ class MinerConfig(_Section):
     deduplication_ttl_blocks: int = Field(240, ge=1)
     redis: RedisSection = RedisSection()
     worker: WorkerSection = WorkerSection()
+    smst: SmstSection = SmstSection()
     lifecycle: LifecycleConfig = LifecycleConfig()
     leases: LeaseSection = LeaseSection()
     metrics: MetricsSection = MetricsSection()

@@ -135,6 +135,10 @@ class KeyBuilder:
     def smst_stats_key(self, supplier: str, session_id: str) -> str:
         return f"{self._b}:smst:{supplier}:{session_id}:stats"
 
+    def smst_leaves_key(self, supplier: str, session_id: str) -> str:
+        """The session's leaf journal (``smst.layout: journal``, docs/leaf-journal.md)."""
+        return f"{self._b}:smst:{supplier}:{session_id}:leaves"
+
     def smst_live_root_key(self, supplier: str, session_id: str) -> str:
         return f"{self._b}:smst:{supplier}:{session_id}:live_root"
 

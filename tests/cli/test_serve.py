@@ -161,5 +161,6 @@ def test_worker_namespace_and_batch_size(sync_client: redis.Redis, real_server: 
     assert max(reads) <= 7 and len([r for r in reads if r]) >= n // 7
     snap = decode_hash("k", sync_client.hgetall(f"{ns}:miner:sessions:{sup}:sess-a"))
     assert snap.relay_count == n
-    assert sync_client.scard(f"{ns}:miner:dedup:session:sess-a") == len(hashes) == n
+    # the default layout's exactly-once gate is the leaf journal (docs/leaf-journal.md)
+    assert sync_client.hlen(f"{ns}:smst:{sup}:sess-a:leaves") == len(hashes) == n
     assert not sync_client.exists(f"ha:miner:sessions:{sup}:sess-a")  # nothing in the default

@@ -12,8 +12,10 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from relayminer.keys import KeyBuilder
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.sessions.model import decode_hash
+from relayminer.smst.tree_root import session_tree_root
 from tests.faults.toolkit import PrivateServer, fill_memory_until_oom, set_maxmemory, until
 from tests.pipeline.factory import Expected, relay_message, workload
 from tests.pipeline.test_worker import publish
@@ -63,10 +65,11 @@ async def drained(client: Redis) -> bool:
 
 
 async def test_a_failing_session_never_stops_the_stream_or_the_process(r: Redis) -> None:
-    # sess-bad's dedup key holds a foreign value: its accounting fails every time. Before the
-    # fix the ResponseError ended RelayWorker.run and the whole batch (good relays included)
-    # was dead-lettered after 3 restarts.
-    await r.set("ha:miner:dedup:session:sess-bad", b"foreign")
+    # sess-bad's exactly-once gate (the leaf journal of the default layout) holds a foreign
+    # value: its accounting fails every time. Before the fix the ResponseError ended
+    # RelayWorker.run and the whole batch (good relays included) was dead-lettered after 3
+    # restarts.
+    await r.set(KeyBuilder().smst_leaves_key(SUP, "sess-bad"), b"foreign")
     msgs, expected = workload(7, [SUP], ["sess-a", "sess-b"], 300)
     rng = random.Random(8)
     bad = [relay_message(rng, SUP, "sess-bad") for _ in range(4)]
@@ -96,7 +99,7 @@ async def test_out_of_memory_is_retried_in_place_and_loses_nothing(r: Redis) -> 
     used = int((await r.info("memory"))["used_memory"])
     await set_maxmemory(r, used + 2 * 1024 * 1024, "noeviction")
     await fill_memory_until_oom(r)
-    retries = metric("ha_miner_redis_retries_total", supplier=SUP, operation="commit trees")
+    retries = _retries(SUP)
     w, stop, task = await running(r, max_retries=3)
     try:
         await until(
@@ -110,14 +113,22 @@ async def test_out_of_memory_is_retried_in_place_and_loses_nothing(r: Redis) -> 
         await stopped(stop, task)
     for (_, sid), exp in expected.items():
         assert await counters(r, sid) == (exp.relay_count, exp.compute_units)
-        assert await r.get(f"ha:smst:{SUP}:{sid}:live_root") == exp.trie.root()
+        assert await session_tree_root(r, SUP, sid) == exp.trie.root()
     assert await r.xlen(f"{STREAM}:dead") == 0
     # In-place retries re-read nothing: every entry was delivered once.
     assert w.total.counted == sum(e.relay_count for e in expected.values())
 
 
+def _retries(sup: str) -> float:
+    """In-place retries of the batch steps that write (the journal writes in "account")."""
+    return sum(
+        metric("ha_miner_redis_retries_total", supplier=sup, operation=op)
+        for op in ("commit trees", "account")
+    )
+
+
 async def _grew(name: str, before: float, sup: str) -> bool:
-    return metric(name, supplier=sup, operation="commit trees") > before
+    return _retries(sup) > before
 
 
 async def test_flushall_mid_run_is_reported_and_counting_resumes(
@@ -141,7 +152,7 @@ async def test_flushall_mid_run_is_reported_and_counting_resumes(
     assert any("lost the miner's state" in rec.getMessage() for rec in caplog.records)
     for (_, sid), exp in expected.items():
         assert await counters(r, sid) == (exp.relay_count, exp.compute_units)
-        assert await r.get(f"ha:smst:{SUP}:{sid}:live_root") == exp.trie.root()
+        assert await session_tree_root(r, SUP, sid) == exp.trie.root()
 
 
 async def _lost(before: float) -> bool:

@@ -14,17 +14,35 @@ from relayminer.pipeline.sorting import session_relays
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.sessions.accounting import ComputeUnitsOverflowError, SessionRelays
 from relayminer.sessions.model import MAX_INT64, SessionState, decode_hash
+from relayminer.smst.layout import SMSTLayout
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import relay_message
 from tests.pipeline.test_worker import publish
 
 SUP = "pokt1poison"
 STREAM = f"ha:relays:{SUP}"
+#: the storage layout of the running test (every test runs on both)
+LAYOUT = SMSTLayout.JOURNAL
+
+
+@pytest.fixture(autouse=True, params=list(SMSTLayout), ids=[x.value for x in SMSTLayout])
+def layout(request: pytest.FixtureRequest) -> SMSTLayout:
+    global LAYOUT
+    LAYOUT = request.param
+    return LAYOUT
 
 
 def worker(redis: Redis, **kw: object) -> RelayWorker:
-    config = WorkerConfig(**{"consumer_name": "c1", "batch_size": 100, **kw})  # type: ignore[arg-type]
+    kw = {"consumer_name": "c1", "batch_size": 100, "smst_layout": LAYOUT, **kw}
+    config = WorkerConfig(**kw)  # type: ignore[arg-type]
     return RelayWorker(redis, SUP, config)
+
+
+async def marked(redis: Redis, sid: str) -> set[bytes]:
+    """The relay hashes the session's exactly-once gate holds (journal or dedup set)."""
+    if LAYOUT is SMSTLayout.JOURNAL:
+        return set(await redis.hkeys(f"ha:smst:{SUP}:{sid}:leaves"))
+    return set(await redis.smembers(f"ha:miner:dedup:session:{sid}"))
 
 
 async def dead_reasons(redis: Redis) -> list[str]:
@@ -97,13 +115,12 @@ async def test_overflow_marks_nothing_and_dead_letters_the_entry(backend: RedisB
     assert await session(r, "sess-1") == (1, MAX_INT64)
     reasons = await dead_reasons(r)
     assert len(reasons) == 5 and all("2^63-1" in x for x in reasons)
-    members = await r.smembers("ha:miner:dedup:session:sess-1")
-    assert members == {big.relay_hash}  # the overflowing relays were never marked
+    assert await marked(r, "sess-1") == {big.relay_hash}  # the overflowing relays were never marked
     # Replaying them (as a reclaim would) still counts nothing and marks nothing.
     await publish(r, small)
     assert await worker(r).drain() == 5
     assert await session(r, "sess-1") == (1, MAX_INT64)
-    assert await r.smembers("ha:miner:dedup:session:sess-1") == {big.relay_hash}
+    assert await marked(r, "sess-1") == {big.relay_hash}
 
 
 async def test_accounting_script_checks_overflow_before_any_dedup_mark(
@@ -112,16 +129,20 @@ async def test_accounting_script_checks_overflow_before_any_dedup_mark(
     r = backend.client
     w = worker(r)
     hashes = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
-    first = session_relays("sess-1", [_relay("sess-1")])
+    journal = LAYOUT is SMSTLayout.JOURNAL
+    first = session_relays("sess-1", [_relay("sess-1")], journal=journal)
     first.compute_units, first.hashes = [MAX_INT64 - 5], [hashes[0]]
     await w.coordinator.account_batch([first])
-    second = SessionRelays("sess-1", [3, 3], hashes[1:], create=None)
+    body = [b"r", b"r"] if journal else None
+    second = SessionRelays("sess-1", [3, 3], hashes[1:], create=None, relay_bytes=body)
     with pytest.raises(ComputeUnitsOverflowError):  # 3 + 3 > 5: refused as a whole
         await w.coordinator.account_batch([second])
-    assert await r.smembers("ha:miner:dedup:session:sess-1") == {hashes[0]}
+    assert await marked(r, "sess-1") == {hashes[0]}
     assert await session(r, "sess-1") == (1, MAX_INT64 - 5)
     # A duplicate adds nothing, so it never overflows.
-    again = SessionRelays("sess-1", [MAX_INT64], [hashes[0]], create=None)
+    again = SessionRelays(
+        "sess-1", [MAX_INT64], [hashes[0]], create=None, relay_bytes=body[:1] if body else None
+    )
     (outcome,) = await w.coordinator.account_batch([again])
     assert outcome.counted == 0 and outcome.duplicates == 1
 
@@ -143,9 +164,7 @@ async def test_wrong_relay_hash_is_dead_lettered_missing_one_is_repaired(
     (got,) = await dead_reasons(r)
     assert reason in got
     assert await session(r, "sess-1") == (1, 10)
-    assert await r.smembers("ha:miner:dedup:session:sess-1") == {
-        hashlib.sha256(missing.relay_bytes).digest()
-    }
+    assert await marked(r, "sess-1") == {hashlib.sha256(missing.relay_bytes).digest()}
 
 
 async def test_terminal_session_relays_count_nothing(backend: RedisBackend) -> None:

@@ -25,6 +25,7 @@ from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.windows import SharedParams
 from relayminer.sessions.model import SessionSnapshot
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 
 PARAMS = SharedParams(
     num_blocks_per_session=4,
@@ -65,6 +66,7 @@ class World:
     redis: Redis
     chain: SimulatedChain
     lifecycle_config: LifecycleConfig = field(default_factory=LifecycleConfig)
+    layout: SMSTLayout = DEFAULT_LAYOUT
     suppliers: tuple[str, ...] = (SUP1, SUP2)
     workers: dict[str, RelayWorker] = field(default_factory=dict)
     managers: dict[str, LifecycleManager] = field(default_factory=dict)
@@ -78,21 +80,31 @@ class World:
         redis: Redis,
         config: SimChainConfig | None = None,
         lifecycle_config: LifecycleConfig | None = None,
+        layout: SMSTLayout = DEFAULT_LAYOUT,
     ) -> World:
         chain = SimulatedChain(redis, config or chain_config())
         await chain.init()
-        world = cls(redis, chain, lifecycle_config or LifecycleConfig())
+        world = cls(redis, chain, lifecycle_config or LifecycleConfig(), layout)
         for sup in world.suppliers:
-            world.workers[sup] = RelayWorker(redis, sup, WorkerConfig(consumer_name="w"))
+            world.workers[sup] = world.new_worker(sup)
             world.restart_lifecycle(sup)
         return world
 
     def restart_lifecycle(self, supplier: str, chain: Chain | None = None) -> LifecycleManager:
         """A fresh manager (as after a process restart: nothing in memory)."""
         self.managers[supplier] = LifecycleManager(
-            self.redis, supplier, chain or self.chain, config=self.lifecycle_config
+            self.redis,
+            supplier,
+            chain or self.chain,
+            config=self.lifecycle_config,
+            smst_layout=self.layout,
         )
         return self.managers[supplier]
+
+    def new_worker(self, supplier: str) -> RelayWorker:
+        """A fresh relay worker of the world's layout (nothing cached)."""
+        config = WorkerConfig(consumer_name="w", smst_layout=self.layout)
+        return RelayWorker(self.redis, supplier, config)
 
     async def height(self) -> int:
         return (await self.chain.latest_block()).height

@@ -9,7 +9,6 @@ from __future__ import annotations
 from relayminer.lifecycle.manager import LifecycleConfig
 from relayminer.sessions.model import SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
-from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import (
     APP,
@@ -79,7 +78,7 @@ async def test_claim_window_missed(backend: RedisBackend) -> None:
         await world.step()
         assert await state(world, sid) is SessionState.CLAIM_WINDOW_CLOSED
         assert await world.chain.get_claim(SUP1, sid) is None
-        assert await backend.client.exists(f"ha:smst:{SUP1}:{sid}:live_root") == 0
+        assert await backend.client.keys(f"ha:smst:{SUP1}:{sid}:*") == []
     finally:
         await world.close()
 
@@ -133,7 +132,7 @@ async def test_restart_between_claiming_and_broadcast_still_proves(backend: Redi
         # broadcast (Go never re-drives such a session, Q3).
         store = RedisSessionStore(backend.client, SessionStoreConfig(SUP1))
         await store.update_state(sid, SessionState.CLAIMING)
-        root = await RedisSMSTStore(backend.client, SUP1).seal(sid)
+        root = await world.managers[SUP1].trees.seal(sid)
         world.restart_lifecycle(SUP1)
         await world.run_to(15)
         snap = await world.session(SUP1, sid)

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from relayminer.chain.base import Msg, TxResult
 from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.config import LifecycleConfig
-from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.sessions.model import SessionState
+from relayminer.smst.layout import SMSTLayout
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import SUP1, FlakyChain, World
 
@@ -37,12 +37,12 @@ async def relays_in_session_one(world: World, per_block: int = 4) -> str:
 
 
 async def test_lost_live_root_is_not_claimed(backend: RedisBackend) -> None:
-    world = await World.create(backend.client)
+    world = await World.create(backend.client, layout=SMSTLayout.GO)
     try:
         sid = await relays_in_session_one(world)
         # live_root evicted; a fresh worker (nothing cached) starts an empty tree
         await backend.client.delete(KEYS.smst_live_root_key(SUP1, sid))
-        world.workers[SUP1] = RelayWorker(backend.client, SUP1, WorkerConfig(consumer_name="w"))
+        world.workers[SUP1] = world.new_worker(SUP1)
         assert await world.relays(SUP1, 3) == sid
         before = mismatches("tree_short")
         await world.run_to(6)
@@ -58,7 +58,7 @@ async def test_lost_live_root_is_not_claimed(backend: RedisBackend) -> None:
 
 
 async def test_lost_nodes_under_a_cached_tree_are_not_claimed(backend: RedisBackend) -> None:
-    world = await World.create(backend.client)
+    world = await World.create(backend.client, layout=SMSTLayout.GO)
     try:
         sid = await relays_in_session_one(world, per_block=8)
         # :nodes evicted while the worker keeps the tree in memory: its next commits write
@@ -91,7 +91,7 @@ async def test_a_sound_tree_is_claimed(backend: RedisBackend) -> None:
 async def test_a_tree_ahead_of_its_counters_waits_then_claims_at_the_last_chance(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
+    world = await World.create(backend.client, layout=SMSTLayout.GO)
     try:
         sid = await relays_in_session_one(world)
         # the accounting of one committed relay has not run (yet)
@@ -107,6 +107,78 @@ async def test_a_tree_ahead_of_its_counters_waits_then_claims_at_the_last_chance
         assert snap.state is SessionState.CLAIMED
         assert snap.claimed_root_hash is not None
         assert mismatches("counters_behind") == before + 1
+    finally:
+        await world.close()
+
+
+# --- the leaf journal (default layout) -----------------------------------------------------
+
+
+async def test_journal_lost_leaves_are_not_claimed(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    try:
+        sid = await relays_in_session_one(world)
+        await backend.client.delete(KEYS.smst_leaves_key(SUP1, sid))  # evicted
+        await world.relays(SUP1, 3)
+        before = mismatches("counters_differ")
+        await world.run_to(6)
+        snap = await world.session(SUP1, sid)
+        assert snap.relay_count == 11
+        assert snap.state is SessionState.CLAIM_TX_ERROR
+        assert snap.claimed_root_hash is None
+        assert mismatches("counters_differ") == before + 1
+        await world.run_to(8)
+        assert await world.chain.get_claim(SUP1, sid) is None
+    finally:
+        await world.close()
+
+
+async def test_journal_tree_ahead_of_its_counters_is_damage(backend: RedisBackend) -> None:
+    """Journal and counters are written by one script: a tree ahead of the counters cannot be
+    accounting in flight, so it is refused at once (no waiting for the last chance)."""
+    world = await World.create(backend.client)
+    try:
+        sid = await relays_in_session_one(world)
+        key = KEYS.miner_session_key(SUP1, sid)
+        await backend.client.hincrby(key, "relay_count", -1)
+        await backend.client.hincrby(key, "total_compute_units", -10)
+        await world.run_to(6)
+        assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_TX_ERROR
+        assert await world.chain.get_claim(SUP1, sid) is None
+    finally:
+        await world.close()
+
+
+async def test_journal_proof_after_a_restart_rebuilds_and_checks_the_sealed_root(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    try:
+        sid = await relays_in_session_one(world)
+        await world.run_to(7)
+        snap = await world.session(SUP1, sid)
+        assert snap.state is SessionState.CLAIMED and snap.claimed_root_hash is not None
+        world.restart_lifecycle(SUP1)  # nothing cached: the proof rebuilds from the journal
+        await world.run_to(15)
+        snap = await world.session(SUP1, sid)
+        assert snap.state is SessionState.PROVED
+        assert snap.settlement_outcome == "settled_proven"
+    finally:
+        await world.close()
+
+
+async def test_journal_changed_after_the_seal_is_never_proved(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    try:
+        sid = await relays_in_session_one(world)
+        await world.run_to(7)
+        assert (await world.session(SUP1, sid)).state is SessionState.CLAIMED
+        leaves = KEYS.smst_leaves_key(SUP1, sid)
+        field = (await backend.client.hkeys(leaves))[0]
+        await backend.client.hdel(leaves, field)  # a leaf lost after the claim
+        world.restart_lifecycle(SUP1)
+        await world.run_to(15)
+        assert (await world.session(SUP1, sid)).state is SessionState.PROOF_TX_ERROR
     finally:
         await world.close()
 

@@ -9,16 +9,29 @@ import pytest
 from redis.asyncio import Redis
 
 from relayminer import RedisSessionStore, SessionState, SessionStoreConfig
+from relayminer.keys import KeyBuilder
 from relayminer.pipeline.consumer import StreamConsumer
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.relays import MinedRelayMessage
 from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from relayminer.sessions.model import SessionSnapshot, encode_legacy_json
-from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.layout import SMSTLayout
+from relayminer.smst.proof import verify_closest_proof
+from relayminer.smst.session_trees import open_session_trees
+from relayminer.smst.tree_root import session_tree_root
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import Expected, assert_complete_tree, relay_message, workload
 
 SUP = "pokt1sup"
+#: the storage layout of the running test (every test runs on both)
+LAYOUT = SMSTLayout.JOURNAL
+
+
+@pytest.fixture(autouse=True, params=list(SMSTLayout), ids=[x.value for x in SMSTLayout])
+def layout(request: pytest.FixtureRequest) -> SMSTLayout:
+    global LAYOUT
+    LAYOUT = request.param
+    return LAYOUT
 
 
 async def publish(redis: Redis, msgs: list[MinedRelayMessage]) -> None:
@@ -38,6 +51,12 @@ async def assert_mined(
         snap = await store.get(sess)
         assert snap is not None, (sup, sess)
         assert (snap.relay_count, snap.total_compute_units) == (exp.relay_count, exp.compute_units)
+        assert await session_tree_root(redis, sup, sess) == exp.trie.root()
+        if LAYOUT is SMSTLayout.JOURNAL:  # the journal is the gate: no dedup set, no nodes
+            assert await redis.hlen(f"ha:smst:{sup}:{sess}:leaves") == exp.relay_count
+            assert not await redis.exists(f"ha:miner:dedup:session:{sess}")
+            assert not await redis.exists(f"ha:smst:{sup}:{sess}:nodes")
+            continue
         assert await redis.smembers(f"ha:miner:dedup:session:{sess}") >= exp.hashes
         live_root = await redis.get(f"ha:smst:{sup}:{sess}:live_root")
         assert live_root == exp.trie.root()
@@ -55,7 +74,8 @@ async def assert_stream_empty(redis: Redis, sup: str) -> None:
 
 
 def worker(redis: Redis, sup: str = SUP, **kw: object) -> RelayWorker:
-    config = WorkerConfig(**{"consumer_name": "c1", "batch_size": 200, **kw})  # type: ignore[arg-type]
+    kw = {"consumer_name": "c1", "batch_size": 200, "smst_layout": LAYOUT, **kw}
+    config = WorkerConfig(**kw)  # type: ignore[arg-type]
     return RelayWorker(redis, sup, config)
 
 
@@ -130,6 +150,9 @@ async def test_session_ttls_are_applied(backend: RedisBackend) -> None:
     await worker(backend.client, session_ttl_seconds=5000, dedup_ttl_seconds=900).drain()
     r = backend.client
     assert 4990 <= await r.ttl(f"ha:miner:sessions:{SUP}:sess-1") <= 5000
+    if LAYOUT is SMSTLayout.JOURNAL:
+        assert 4990 <= await r.ttl(f"ha:smst:{SUP}:sess-1:leaves") <= 5000
+        return
     assert 890 <= await r.ttl("ha:miner:dedup:session:sess-1") <= 900
     assert 4990 <= await r.ttl(f"ha:smst:{SUP}:sess-1:nodes") <= 5000
     assert 4990 <= await r.ttl(f"ha:smst:{SUP}:sess-1:live_root") <= 5000
@@ -145,13 +168,13 @@ async def test_relays_for_terminal_session_are_acked_not_counted(backend: RedisB
     await w.drain()
     store = RedisSessionStore(backend.client, SessionStoreConfig(SUP))
     await store.update_state("sess-1", SessionState.CLAIM_WINDOW_CLOSED)
-    root_before = await backend.client.get(f"ha:smst:{SUP}:sess-1:live_root")
+    root_before = await session_tree_root(backend.client, SUP, "sess-1")
     await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(5)])
     assert await w.drain() == 5
     assert w.total.late == 5
     snap = await store.get("sess-1")
     assert snap is not None and snap.relay_count == 5
-    assert await backend.client.get(f"ha:smst:{SUP}:sess-1:live_root") == root_before
+    assert await session_tree_root(backend.client, SUP, "sess-1") == root_before
     await assert_stream_empty(backend.client, SUP)
 
 
@@ -160,11 +183,17 @@ async def test_relays_for_sealed_tree_are_acked_not_counted(backend: RedisBacken
     await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(5)])
     w = worker(backend.client)
     await w.drain()
-    root = await RedisSMSTStore(backend.client, SUP).seal("sess-1")
+    trees = open_session_trees(
+        LAYOUT, backend.client, SUP, keys=KeyBuilder(), ttl_seconds=600, fence=None
+    )
+    root = await trees.seal("sess-1")
     await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(3)])
     assert await w.drain() == 3
     assert w.total.late == 3 and w.total.counted == 5
-    assert await backend.client.get(f"ha:smst:{SUP}:sess-1:live_root") == root
+    assert await session_tree_root(backend.client, SUP, "sess-1") == root
+    # the claimed root stays provable
+    sealed, proof = await trees.prove_closest("sess-1", bytes(32))
+    assert sealed == root and verify_closest_proof(proof, root)
 
 
 # --- (d) poison entries and the retry cap ------------------------------------------------------
@@ -257,7 +286,13 @@ async def test_two_workers_racing_reclaims_with_tiny_idle_timeout(backend: Redis
         RelayWorker(
             backend.new_client(),
             SUP,
-            WorkerConfig(consumer_name=f"w{i}", batch_size=50, claim_idle_ms=1, block_ms=50),
+            WorkerConfig(
+                consumer_name=f"w{i}",
+                batch_size=50,
+                claim_idle_ms=1,
+                block_ms=50,
+                smst_layout=LAYOUT,
+            ),
             on_batch=check_done,
         )
         for i in range(2)
@@ -285,10 +320,10 @@ async def test_crash_between_smst_commit_and_accounting_loses_nothing(
     await crashing.consumer.ensure_group()
     with pytest.raises(ConnectionError):
         await crashing.process(await crashing.consumer.read_new(10))
-    # The tree already holds every leaf, nothing is counted, everything is still pending.
-    assert (
-        await backend.client.get(f"ha:smst:{SUP}:sess-1:live_root")
-        == expected[(SUP, "sess-1")].trie.root()
+    # Go: the tree already holds every leaf; journal: nothing is written before the one step.
+    # Either way nothing is counted and everything is still pending.
+    assert await session_tree_root(backend.client, SUP, "sess-1") == (
+        None if LAYOUT is SMSTLayout.JOURNAL else expected[(SUP, "sess-1")].trie.root()
     )
     assert await backend.client.exists(f"ha:miner:sessions:{SUP}:sess-1") == 0
     assert (await backend.client.xpending(f"ha:relays:{SUP}", "ha-miners"))["pending"] == 250
@@ -366,4 +401,20 @@ async def test_xack_fallback_deletes_entries_too(
     await w.drain()
     assert w._ack_mode == "xack"
     await assert_mined(backend.client, expected)
+    await assert_stream_empty(backend.client, SUP)
+
+
+async def test_a_known_session_that_vanished_is_created_again(backend: RedisBackend) -> None:
+    """Sessions seen once are sent without their snapshot; one that is gone since (evicted,
+    expired) makes the step write nothing and ask for it, and the batch is counted then."""
+    rng = random.Random(17)
+    await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(4)])
+    w = worker(backend.client)
+    assert await w.drain() == 4
+    await backend.client.delete(f"ha:miner:sessions:{SUP}:sess-1")
+    await publish(backend.client, [relay_message(rng, SUP, "sess-1") for _ in range(3)])
+    assert await w.drain() == 3
+    assert w.total.counted == 7 and w.total.created == ["sess-1", "sess-1"]
+    snap = await RedisSessionStore(backend.client, SessionStoreConfig(SUP)).get("sess-1")
+    assert snap is not None and snap.relay_count == 3
     await assert_stream_empty(backend.client, SUP)

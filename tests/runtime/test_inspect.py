@@ -27,6 +27,7 @@ from relayminer.inspection import (
     rows_as_dict,
 )
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 from relayminer.smst.nodes import digest_count, digest_sum
 from tests.conftest import RealServer, RedisBackend
 from tests.lifecycle.support import APP2, SUP1, SUP2, SVC2, World
@@ -53,8 +54,8 @@ class Populated:
         self.sup2 = sup2  # SUP2, 2 relays, claimed
 
 
-async def populate(redis: Redis) -> Populated:
-    world = await World.create(redis)
+async def populate(redis: Redis, layout: SMSTLayout = DEFAULT_LAYOUT) -> Populated:
+    world = await World.create(redis, layout=layout)
     try:
         claimed = await world.relays(SUP1, 5)  # session 1 (blocks 1..4)
         sup2 = await world.relays(SUP2, 2, app=APP2)
@@ -97,11 +98,19 @@ async def test_sessions_view(backend: RedisBackend) -> None:
     json.dumps(doc)  # JSON-ready
 
 
-async def test_smst_view(backend: RedisBackend) -> None:
-    p = await populate(backend.client)
+@pytest.mark.parametrize("layout", list(SMSTLayout), ids=[x.value for x in SMSTLayout])
+async def test_smst_view(backend: RedisBackend, layout: SMSTLayout) -> None:
+    p = await populate(backend.client, layout)
     view = await inspect_smst(backend.client, supplier=SUP1)
     rows = {r.session_id: r for r in view[SUP1]}
     claimed, active = rows[p.claimed], rows[p.active]
+    assert claimed.root == claimed.sealed_root  # the tree of every stored leaf is the claimed
+    assert active.root is not None and active.sealed_root is None
+    if layout is SMSTLayout.JOURNAL:
+        assert (claimed.live_root, claimed.nodes, claimed.leaves) == (None, 0, 5)
+        assert (active.count, active.sum, active.leaves, active.nodes) == (3, 21, 3, 0)
+        return
+    assert active.root == active.live_root and claimed.leaves == 0
     assert claimed.sealed_root is not None and claimed.live_root is not None
     assert claimed.sealed_root == claimed.live_root  # sealed at claim time, no change since
     root = bytes.fromhex(claimed.sealed_root)

@@ -12,6 +12,7 @@ from relayminer.lifecycle.manager import LifecycleManager
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.runtime.leases import Fence, SupplierLeases
+from relayminer.smst.journal_trees import JournalTrees
 from relayminer.smst.redis_store import RedisSMSTStore
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import World
@@ -154,9 +155,13 @@ async def test_stale_owner_cannot_seal_or_run_a_lifecycle_pass(backend: RedisBac
     r = backend.client
     await r.set("ha:miner:claim:pokt1s1", "B:new-owner")
     fence = Fence("ha:miner:claim:pokt1s1", "A:old")
-    with pytest.raises(LeaseLostError):
-        await RedisSMSTStore(r, "pokt1s1", fence=fence).seal("sess-1")
-    assert await r.exists("ha:smst:pokt1s1:sess-1:root") == 0
+    for trees in (
+        RedisSMSTStore(r, "pokt1s1", fence=fence),
+        JournalTrees(r, "pokt1s1", fence=fence),
+    ):
+        with pytest.raises(LeaseLostError):
+            await trees.seal("sess-1")
+        assert await r.exists("ha:smst:pokt1s1:sess-1:root") == 0
     world = await World.create(r)
     try:
         manager = LifecycleManager(r, "pokt1s1", world.chain, fence=fence)

@@ -22,7 +22,8 @@ from relayminer import RedisSessionStore, SessionStoreConfig
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from relayminer.runtime.connections import BlockingSentinelConnectionPool, connect
-from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.layout import SMSTLayout
+from relayminer.smst.tree_root import session_tree_root
 from tests.pipeline.factory import workload
 from tests.runtime.sentinel_support import (
     SentinelGroup,
@@ -92,7 +93,10 @@ async def test_client_follows_the_promoted_replica(group: SentinelGroup) -> None
         await client.aclose()
 
 
-async def test_worker_across_failover_counts_every_relay_once(group: SentinelGroup) -> None:
+@pytest.mark.parametrize("layout", list(SMSTLayout), ids=[x.value for x in SMSTLayout])
+async def test_worker_across_failover_counts_every_relay_once(
+    group: SentinelGroup, layout: SMSTLayout
+) -> None:
     """Replication to the replica is cut after batch CUT_AT (everything before is on the
     replica: WAIT), the worker accounts more batches on the master alone, then the master is
     SIGKILLed. The promoted replica holds only the counts of the cut; the worker re-delivers the
@@ -130,7 +134,13 @@ async def test_worker_across_failover_counts_every_relay_once(group: SentinelGro
         worker = RelayWorker(
             client,
             SUP,
-            WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=500, consumer_name="w1"),
+            WorkerConfig(
+                batch_size=100,
+                block_ms=100,
+                claim_idle_ms=500,
+                consumer_name="w1",
+                smst_layout=layout,
+            ),
             on_batch=on_batch,
         )
         running = asyncio.create_task(worker.run(stop))
@@ -163,7 +173,6 @@ async def test_worker_across_failover_counts_every_relay_once(group: SentinelGro
         assert seen["replica_holds"] == seen["at_cut"]  # the cut really held
         # Every relay counted once on the new master ...
         store = RedisSessionStore(client, SessionStoreConfig(SUP))
-        trees = RedisSMSTStore(client, SUP)
         for (_, sess), exp in expected.items():
             snap = await store.get(sess)
             assert snap is not None
@@ -171,7 +180,7 @@ async def test_worker_across_failover_counts_every_relay_once(group: SentinelGro
                 exp.relay_count,
                 exp.compute_units,
             )
-            assert await trees.live_root(sess) == exp.trie.root()
+            assert await session_tree_root(client, SUP, sess) == exp.trie.root()
         # ... and the lost batches were counted again there, not the others
         assert worker.total.counted == expected_total + lost
         assert await client.xlen(worker.consumer.dead_stream) == 0

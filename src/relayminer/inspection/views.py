@@ -4,8 +4,10 @@ Three views, each a dict ``supplier -> rows`` of plain dataclasses (``as_dict`` 
 
 - :func:`inspect_sessions`: the session snapshots (state, counters, windows, tx hashes,
   settlement outcome) from ``ha:miner:sessions:{supplier}:*``;
-- :func:`inspect_smst`: per session the live and sealed roots of its tree, the count and sum
-  they carry and the node count (``HLEN`` of ``ha:smst:{supplier}:{session}:nodes``);
+- :func:`inspect_smst`: per session the live and sealed roots of its tree, the root of every
+  leaf stored so far (``session_tree_root``, either layout), the count and sum they carry, the
+  node count (``HLEN`` of ``ha:smst:{supplier}:{session}:nodes``, Go layout) and the leaf count
+  (``HLEN`` of ``...:leaves``, leaf journal);
 - :func:`inspect_streams`: per supplier stream ``ha:relays:{supplier}`` its length, pending
   entries, lag and consumers of group ``ha-miners``, and the dead-letter stream length.
 
@@ -28,6 +30,7 @@ from relayminer.keys import KeyBuilder
 from relayminer.pipeline.consumer import StreamConsumer
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from relayminer.smst.nodes import digest_count, digest_sum
+from relayminer.smst.tree_root import session_tree_root
 
 __all__ = [
     "Row",
@@ -70,6 +73,9 @@ class SmstRow:
     count: int  # from the live root (the sealed one when there is no live root)
     sum: int
     nodes: int  # HLEN of the nodes hash
+    #: hex of ``session_tree_root``: the tree of every leaf stored so far, in either layout
+    root: str | None = None
+    leaves: int = 0  # HLEN of the leaf journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +171,7 @@ async def _tree_sessions(redis: Redis, kb: KeyBuilder, supplier: str) -> set[str
     for key in await _scan(redis, _glob_escape(prefix) + "*"):
         rest = key[len(prefix) :]
         sid, _, kind = rest.rpartition(":")
-        if sid and ":" not in sid and kind in ("nodes", "live_root", "root", "stats"):
+        if sid and ":" not in sid and kind in ("nodes", "live_root", "root", "stats", "leaves"):
             found.add(sid)
     return found
 
@@ -175,10 +181,11 @@ async def _smst_suppliers(redis: Redis, kb: KeyBuilder, supplier: str | None) ->
         return [supplier]
     found = set(await find_suppliers(redis, kb))
     prefix = kb.smst_nodes_prefix()  # "ha:smst:"
-    for key in await _scan(redis, _glob_escape(prefix) + "*:*:live_root"):
-        parts = key[len(prefix) :].split(":")
-        if len(parts) == 3:
-            found.add(parts[0])
+    for kind in ("live_root", "leaves"):
+        for key in await _scan(redis, _glob_escape(prefix) + f"*:*:{kind}"):
+            parts = key[len(prefix) :].split(":")
+            if len(parts) == 3:
+                found.add(parts[0])
     return sorted(found)
 
 
@@ -201,12 +208,15 @@ async def inspect_smst(
                 pipe.get(kb.smst_live_root_key(sup, sid))
                 pipe.get(kb.smst_root_key(sup, sid))
                 pipe.hlen(kb.smst_nodes_key(sup, sid))
+                pipe.hlen(kb.smst_leaves_key(sup, sid))
             replies = await pipe.execute()
         rows = []
         for i, sid in enumerate(ordered):
-            live, sealed, nodes = replies[3 * i : 3 * i + 3]
+            live, sealed, nodes, leaves = replies[4 * i : 4 * i + 4]
             live_root, sealed_root = _root(live), _root(sealed)
+            root = await session_tree_root(redis, sup, sid, kb.ns)
             basis = live_root if live_root is not None else sealed_root
+            basis = basis if basis is not None else root
             rows.append(
                 SmstRow(
                     supplier=sup,
@@ -216,6 +226,8 @@ async def inspect_smst(
                     count=digest_count(basis) if basis is not None else 0,
                     sum=digest_sum(basis) if basis is not None else 0,
                     nodes=int(nodes),
+                    root=root.hex() if root is not None else None,
+                    leaves=int(leaves),
                 )
             )
         out[sup] = rows

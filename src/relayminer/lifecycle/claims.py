@@ -100,7 +100,13 @@ class ClaimPhase:
         sid = s.session_id
         root = await ctx.trees.seal(sid)
         fresh = await ctx.store.get(sid)  # the counters as they are now, after the seal
-        check = await check_tree(ctx.trees, fresh or s, root, ctx.config.tree_check_samples)
+        check = await check_tree(
+            ctx.trees,
+            fresh or s,
+            root,
+            ctx.config.tree_check_samples,
+            strict=ctx.trees.exact_counters,
+        )
         if check.damaged:
             return _Damaged(check)
         if check.verdict is TreeVerdict.COUNTERS_BEHIND:

@@ -25,7 +25,7 @@ from relayminer.protocol.windows import SharedParams
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore
-from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.session_trees import SessionTrees
 
 __all__ = ["Built", "SupplierContext", "accepted"]
 
@@ -63,7 +63,7 @@ class SupplierContext:
     config: LifecycleConfig
     store: RedisSessionStore
     coordinator: SessionCoordinator
-    trees: RedisSMSTStore
+    trees: SessionTrees
     rebroadcasts: RebroadcastStore
     #: raises LeaseLostError when this replica no longer holds the supplier's lease
     check_fence: Callable[[], Awaitable[None]]

@@ -12,6 +12,10 @@ Two ways a tree can go wrong without any write failing, both reproduced by evict
 verified against the root. A tree *ahead* of the counters (its relays were committed but their
 accounting step has not run yet) is not damage: the caller waits for the counters, and at its
 last chance claims the tree, which holds every committed relay.
+
+In the journal layout (``strict``) the tree is built from the very leaves whose first write
+moved the counters, in the same script, so any difference between them is damage: a tree ahead
+of its counters cannot come from accounting in flight and is refused like a short one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from relayminer.sessions.model import SessionSnapshot
 from relayminer.smst.nodes import SMSTError, digest_count, digest_sum
 from relayminer.smst.proof import verify_closest_proof
-from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.session_trees import SessionTrees
 
 __all__ = ["TreeCheck", "TreeVerdict", "check_tree", "sample_paths"]
 
@@ -62,13 +66,21 @@ def sample_paths(session_id: str, n: int) -> list[bytes]:
 
 
 async def check_tree(
-    trees: RedisSMSTStore, snapshot: SessionSnapshot, root: bytes, samples: int
+    trees: SessionTrees,
+    snapshot: SessionSnapshot,
+    root: bytes,
+    samples: int,
+    *,
+    strict: bool = False,
 ) -> TreeCheck:
-    """Check the sealed ``root`` of ``snapshot``'s session (module docstring)."""
+    """Check the sealed ``root`` of ``snapshot``'s session (module docstring); ``strict``: any
+    difference from the counters is damage (journal layout)."""
     count, total = digest_count(root), digest_sum(root)
     want_count, want_total = snapshot.relay_count, snapshot.total_compute_units
     detail = f"tree {count} relays / {total} CU, counters {want_count} / {want_total}"
     if (count, total) != (want_count, want_total):
+        if strict:
+            return TreeCheck(TreeVerdict.COUNTERS_DIFFER, f"{detail} (written together)")
         if count >= want_count and total >= want_total:
             return TreeCheck(TreeVerdict.COUNTERS_BEHIND, detail)
         if count <= want_count and total <= want_total:

@@ -52,7 +52,8 @@ from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.dedup import DeduplicatorConfig, RedisDeduplicator
 from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
-from relayminer.smst.redis_store import RedisSMSTStore
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
+from relayminer.smst.session_trees import open_session_trees
 
 __all__ = ["LifecycleConfig", "LifecycleManager", "PassReport"]
 
@@ -85,6 +86,7 @@ class LifecycleManager:
         session_ttl_seconds: int = 7200,
         fence: Fence | None = None,
         on_pass: Callable[[PassReport], Awaitable[None] | None] | None = None,
+        smst_layout: SMSTLayout = DEFAULT_LAYOUT,
     ) -> None:
         self.supplier = supplier
         self.chain = chain
@@ -98,8 +100,13 @@ class LifecycleManager:
         )
         self.coordinator = SessionCoordinator(self.store, supplier)
         self.coordinator.set_on_session_terminal_callback(self._cleanup)
-        self.trees = RedisSMSTStore(
-            redis, supplier, keys=self.keys, ttl_seconds=session_ttl_seconds, fence=fence
+        self.trees = open_session_trees(
+            smst_layout,
+            redis,
+            supplier,
+            keys=self.keys,
+            ttl_seconds=session_ttl_seconds,
+            fence=fence,
         )
         self.dedup = RedisDeduplicator(redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()))
         self.rebroadcasts = RebroadcastStore(

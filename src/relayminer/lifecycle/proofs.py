@@ -24,6 +24,7 @@ from relayminer.protocol.proof_requirement import (
     proof_requirement,
 )
 from relayminer.sessions.model import SessionSnapshot, SessionState
+from relayminer.smst.journal_trees import JournalTreeMismatchError
 from relayminer.smst.proof import proof_path
 
 __all__ = ["ProofPhase"]
@@ -127,7 +128,11 @@ class ProofPhase:
         header = await ctx.header(s)
         if not await self._required(s, header, root, seed_hash):
             return SessionState.PROBABILISTIC_PROVED
-        sealed_root, proof = await ctx.trees.prove_closest(sid, proof_path(seed_hash, sid))
+        try:
+            sealed_root, proof = await ctx.trees.prove_closest(sid, proof_path(seed_hash, sid))
+        except JournalTreeMismatchError as err:  # leaves lost since the seal: cannot heal
+            log.error("journal no longer matches the sealed root", extra={"error": str(err)})
+            return SessionState.PROOF_TX_ERROR
         if sealed_root != root:
             log.error("sealed tree does not match the claimed root", extra={"session_id": sid})
             return SessionState.PROOF_TX_ERROR

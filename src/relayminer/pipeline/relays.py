@@ -17,6 +17,7 @@ a rejected entry goes to the dead-letter stream with that reason, never silently
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ class Rejection:
     data: bytes | None  # the raw payload, kept for the dead-letter stream
 
 
+#: Session ids repeat across a stream: each distinct one is checked once.
+_session_id_problem = functools.lru_cache(maxsize=4096)(session_id_problem)
+
+
 def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay | Rejection:
     """Validate one stream entry. Never raises for bad input: returns a :class:`Rejection`."""
     if fields is None:
@@ -69,7 +74,7 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
         msg = MinedRelayMessage.FromString(data)
     except DecodeError as err:
         return Rejection(entry_id, f"failed to unmarshal message: {err}", data)
-    problem = session_id_problem(msg.session_id)
+    problem = _session_id_problem(msg.session_id)
     if problem is not None:  # a poison id would make the session key name another key
         return Rejection(entry_id, problem, data)
     if not msg.relay_bytes:

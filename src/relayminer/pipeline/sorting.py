@@ -27,6 +27,7 @@ from relayminer.sessions import scripts
 from relayminer.sessions.accounting import DeadLetter, SessionRelays
 from relayminer.sessions.model import MAX_INT64, SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 
 OVERFLOW_REASON = "total_compute_units would exceed 2^63-1"
 
@@ -45,8 +46,20 @@ def dead_letter(entry: StreamEntry, reason: str, data: bytes | None = None) -> D
     return DeadLetter(entry.entry_id, reason, data, entry.deliveries)
 
 
-def session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
-    """A session's relays for the accounting step, created from its first relay if new."""
+def session_relays(
+    sid: str, relays: list[Relay], *, journal: bool = False, known: bool = False
+) -> SessionRelays:
+    """A session's relays for the accounting step, created from its first relay if new; with
+    ``journal`` the leaf journal is their gate (the relay bytes go with them), else the dedup
+    set. ``known``: the session is believed to exist, its snapshot is not sent."""
+    if known:
+        return SessionRelays(
+            sid,
+            [r.compute_units for r in relays],
+            [r.relay_hash for r in relays],
+            relay_bytes=[r.relay_bytes for r in relays] if journal else None,
+            known=True,
+        )
     first = relays[0]
     snapshot = SessionSnapshot(
         session_id=sid,
@@ -63,6 +76,7 @@ def session_relays(sid: str, relays: list[Relay]) -> SessionRelays:
         [r.relay_hash for r in relays],
         dedup=True,
         create=snapshot,
+        relay_bytes=[r.relay_bytes for r in relays] if journal else None,
     )
 
 
@@ -78,6 +92,7 @@ class BatchSorter:
         *,
         max_retries: int,
         failure_ttl_seconds: int,
+        layout: SMSTLayout = DEFAULT_LAYOUT,
     ) -> None:
         self._redis = redis
         self.supplier = supplier
@@ -86,6 +101,7 @@ class BatchSorter:
         self.max_retries = max_retries
         self.failures_key = keys.stream_failures_key(supplier)
         self._failure_ttl = failure_ttl_seconds
+        self.layout = layout
         self._record = redis.register_script(scripts.RECORD_FAILURES)
 
     async def sort(self, entries: Sequence[StreamEntry]) -> SortedBatch:
@@ -138,6 +154,17 @@ class BatchSorter:
                 keys=[self.failures_key], args=[self._failure_ttl, cause[:300], *entry_ids]
             )
 
+    async def trim_overflow(self, batch: SortedBatch, sid: str) -> None:
+        """The accounting step refused ``sid`` for overflow: dead-letter the relays that do
+        not fit, keep the others (stream order)."""
+        total = await self._redis.hget(self.store.session_key(sid), "total_compute_units")
+        current = int(total) if isinstance(total, bytes) and total.isdigit() else 0
+        before = len(batch.relays[sid])
+        await self._drop_overflow(batch, sid, current)
+        if sid in batch.relays and len(batch.relays[sid]) == before:  # nothing fitted less
+            for relay in batch.relays.pop(sid):
+                batch.dead.append(dead_letter(batch.entries[relay.entry_id], OVERFLOW_REASON))
+
     async def precheck(self, batch: SortedBatch) -> None:
         """Drop late sessions (terminal, or tree sealed for the claim) and dead-letter relays
         that would overflow their session's compute units, before any tree is touched."""
@@ -179,8 +206,7 @@ class BatchSorter:
     async def _drop_overflow(self, batch: SortedBatch, sid: str, current: int) -> None:
         """Keep the relays (in stream order) that fit under 2^63-1; dead-letter the others."""
         relays = batch.relays[sid]
-        dedup = self.keys.miner_dedup_session_key(sid)
-        known = await self._redis.smismember(dedup, [r.relay_hash for r in relays])
+        known = await self._known(sid, [r.relay_hash for r in relays])
         kept: list[Relay] = []
         seen: set[bytes] = set()
         for relay, is_known in zip(relays, known, strict=True):
@@ -197,3 +223,14 @@ class BatchSorter:
             batch.relays[sid] = kept
         else:
             del batch.relays[sid]
+
+    async def _known(self, sid: str, hashes: list[bytes]) -> list[bool]:
+        """Which relay hashes the session's gate (dedup set or leaf journal) already holds."""
+        if self.layout is SMSTLayout.GO:
+            dedup = self.keys.miner_dedup_session_key(sid)
+            return [bool(k) for k in await self._redis.smismember(dedup, hashes)]
+        leaves = self.keys.smst_leaves_key(self.supplier, sid)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for h in hashes:
+                pipe.hexists(leaves, h)
+            return [bool(k) for k in await pipe.execute()]

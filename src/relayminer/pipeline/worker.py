@@ -5,16 +5,20 @@ Per batch of stream entries, in this order:
 1. sorting (:mod:`relayminer.pipeline.sorting`): entries over the retry cap and malformed ones
    (no ``data``, bad protobuf, poison session id, a hash that is not sha256 of the bytes, wrong
    supplier ...) are set aside for the dead-letter stream, each with its reason;
-2. the pre-check: relays of sessions that are terminal, or whose tree is sealed for the claim,
-   are late (acked, not counted); relays that would overflow a session's compute units are
-   dead-lettered;
-3. hash repair (sha256 of the bytes when the publisher sent no hash), then every relay goes
-   into its session's SMST and each session's tree is committed once (one atomic compare-and-
-   set script per session: a crash at any instant leaves ``live_root`` naming a complete tree);
-4. the accounting step, ``SessionCoordinator.account_batch`` (one atomic script): each relay
-   hash is added to its session's dedup set and counted only if it was new; sessions are
-   created on first sight; dead letters are written; every entry of the batch is acked and
-   deleted.
+2. ``smst.layout: go`` only, the pre-check: relays of sessions that are terminal, or whose tree
+   is sealed for the claim, are late (acked, not counted); relays that would overflow a
+   session's compute units are dead-lettered. The journal's accounting step makes the same
+   checks itself in its first pass (before any write), and a refusal for overflow there
+   dead-letters the relays that do not fit and reruns the step;
+3. ``smst.layout: go`` only: hash repair (sha256 of the bytes when the publisher sent no hash),
+   then every relay goes into its session's SMST and each session's tree is committed once (one
+   atomic compare-and-set per session: a crash at any instant leaves ``live_root`` naming a
+   complete tree);
+4. the accounting step, ``SessionCoordinator.account_batch`` (one atomic script): each relay is
+   counted only if its hash is new to the session's gate -- in the journal layout (default)
+   the ``HSETNX`` of the relay as a leaf of the session's leaf journal (a sealed journal counts
+   nothing), in the Go layout the dedup set's ``SADD``; sessions are created on first sight;
+   dead letters are written; every entry of the batch is acked and deleted.
 
 Failures (``docs/failure-behaviour.md``): infrastructure errors (OOM, LOADING, READONLY, BUSY,
 failovers, timeouts, lost connections) are retried in place with capped backoff
@@ -23,11 +27,13 @@ failed: its entries stay pending with a failure recorded against each, the rest 
 accounted, and the loop goes on. Lost Redis state is detected and reported
 (:mod:`relayminer.pipeline.epoch`).
 
-Why this is exactly once: the SMST insert is idempotent (same key, value and weight), and the
-dedup set decides counting in the same atomic step as the ack. A crash before step 4 leaves the
-entries pending, to be reclaimed and replayed; the replay changes neither the tree nor (for
-hashes already counted) the counters. Two replicas racing on the same entries both insert the
-same leaves and only one of them counts each hash.
+Why this is exactly once (``docs/exactly-once.md``): in the journal layout the leaf is written
+in the same atomic step that counts and acks it, and only its first write counts; the worker
+holds no tree, so there is nothing to go stale. In the Go layout the SMST insert is idempotent
+(same key, value and weight), and the dedup set decides counting in the same atomic step as the
+ack. Either way a crash before step 4 leaves the entries pending, to be reclaimed and replayed;
+the replay counts nothing twice, and two replicas racing on the same entries count each hash
+once.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -48,6 +55,7 @@ from redis.asyncio import Redis
 from relayminer import metrics
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.pipeline.batch_result import BatchResult, record_batch
 from relayminer.pipeline.consumer import StreamConsumer, StreamEntry
 from relayminer.pipeline.epoch import StateEpoch
 from relayminer.pipeline.relays import Relay
@@ -62,22 +70,28 @@ from relayminer.pipeline.sorting import (
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.sessions.accounting import (
+    STATUS_MISSING,
     STATUS_TERMINAL,
     ComputeUnitsOverflowError,
     DeadLetter,
+    SessionMissing,
     SessionOutcome,
     StreamAck,
 )
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 from relayminer.smst.redis_store import RedisSMSTStore
+
+__all__ = ["MAX_BATCH_SIZE", "BatchResult", "RelayWorker", "WorkerConfig", "default_consumer_name"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
-LATENCY_SAMPLE = 16  # keeps every Lua unpack() under Redis's 8000-value C-stack limit
+#: sessions remembered as existing (beyond it the oldest is sent with its snapshot again)
+KNOWN_SESSIONS = 100_000
 
 
 @dataclass
@@ -99,8 +113,13 @@ class WorkerConfig:
     #: how often the stream lag and pending gauges are refreshed
     gauges_interval_s: float = 5.0
     fence: Fence | None = None
+    #: where session trees live: ``journal`` (the accounting step writes each relay as a leaf
+    #: and the worker holds no trees) or ``go`` (the worker commits Go-layout trees and the
+    #: dedup set gates counting); see :mod:`relayminer.smst.layout`
+    smst_layout: SMSTLayout = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
+        self.smst_layout = SMSTLayout(self.smst_layout)
         for name in (
             "batch_size",
             "block_ms",
@@ -133,19 +152,6 @@ def default_consumer_name() -> str:
 
 
 @dataclass
-class BatchResult:
-    handled: int = 0  # entries acked (counted, duplicate, late or dead-lettered)
-    counted: int = 0  # relays counted for the first time
-    duplicates: int = 0
-    late: int = 0  # relays of terminal or sealed sessions
-    dead: int = 0
-    created: list[str] = field(default_factory=list)
-    #: ``published_at_unix_nano`` of the relays of this batch (0 when the publisher set none);
-    #: with the time the batch was acked this gives publish-to-ack latencies
-    published_ns: list[int] = field(default_factory=list)
-
-
-@dataclass
 class _Staged:
     """A batch whose trees are committed and whose accounting step is due."""
 
@@ -161,7 +167,8 @@ class _Staged:
 SessionCreatedHook = Callable[[SessionSnapshot], Awaitable[None] | None]
 BatchHook = Callable[["BatchResult"], Awaitable[None] | None]
 #: Called at each step of a batch ("read", "smst", "accounted") with the batch size; the
-#: crash tests use it to kill the process between steps.
+#: crash tests use it to kill the process between steps ("smst": trees committed in the Go
+#: layout; in the journal layout, the batch sorted and nothing written yet).
 TraceHook = Callable[[str, int], None]
 
 
@@ -199,8 +206,14 @@ class RelayWorker:
         self.coordinator = SessionCoordinator(self.store, self.supplier)
         if on_session_created is not None:
             self.coordinator.set_on_session_created_callback(on_session_created)
-        self.trees = RedisSMSTStore(
-            redis, self.supplier, keys=self.keys, ttl_seconds=ttl, fence=self.config.fence
+        self.journal = self.config.smst_layout is SMSTLayout.JOURNAL
+        #: the Go layout's trees (None in the journal layout: the accounting step writes leaves)
+        self.trees = (
+            None
+            if self.journal
+            else RedisSMSTStore(
+                redis, self.supplier, keys=self.keys, ttl_seconds=ttl, fence=self.config.fence
+            )
         )
         self.sorter = BatchSorter(
             redis,
@@ -209,6 +222,7 @@ class RelayWorker:
             self.store,
             max_retries=self.config.max_retries,
             failure_ttl_seconds=ttl,
+            layout=self.config.smst_layout,
         )
         self.epoch = StateEpoch(redis, self.keys, self.supplier)
         self._on_batch = on_batch
@@ -223,6 +237,8 @@ class RelayWorker:
         self._stop = asyncio.Event()
         self._stop.set()
         self.total = BatchResult()
+        #: sessions seen to exist: their snapshots are not sent with every batch
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     # --- loop ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -260,7 +276,7 @@ class RelayWorker:
                         exc_info=err,
                         extra={"supplier": self.supplier, "error": repr(err)},
                     )
-                self.trees.forget_all()
+                self._forget_trees()
                 await wait_or_stop(stop, delay)
 
     async def _start(self) -> None:
@@ -281,6 +297,10 @@ class RelayWorker:
         self._epoch_due = False
         self._recreations_seen = self.consumer.group_recreations
         if await self.epoch.check():
+            self._forget_trees()
+
+    def _forget_trees(self) -> None:
+        if self.trees is not None:
             self.trees.forget_all()
 
     async def _maintenance(self) -> None:
@@ -410,14 +430,20 @@ class RelayWorker:
             self._trace("read", len(entries))
         ack_mode = await self._ack_mode_probe()
         batch = await self.sorter.sort(entries)
-        await self.sorter.precheck(batch)
+        if not self.journal:  # the journal's accounting step checks all of it itself
+            await self.sorter.precheck(batch)
         result.late = batch.late
+        if self.trees is None:  # journal layout: the leaves are written by the accounting step
+            if self._trace:
+                self._trace("smst", len(entries))  # the same crash point: nothing written yet
+            return _Staged(entries, batch, set(), ack_mode, result, started)
+        trees = self.trees
         # Each session's tree is committed on its own (independent keys and CAS); running them
         # together lets one session's trie work overlap another's Redis round trip.
         sessions = list(batch.relays)
         commits = await asyncio.gather(
             *(
-                self.trees.apply(
+                trees.apply(
                     sid,
                     [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]],
                 )
@@ -439,14 +465,6 @@ class RelayWorker:
             self._trace("smst", len(entries))
         return _Staged(entries, batch, failed, ack_mode, result, started)
 
-    async def _recommit_trees(self, staged: _Staged) -> None:
-        """Commit the staged sessions' trees again (before a retried accounting step)."""
-        relays = staged.batch.relays
-        for sid in list(relays):
-            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in relays[sid]]
-            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
-                staged.result.late += len(relays.pop(sid))
-
     async def _session_failed(self, sid: str, relays: list[Relay], err: Exception) -> set[bytes]:
         """One session's work failed for a reason of its own: its entries stay pending, with a
         failure recorded against each (the retry cap counts those), and the cause is logged."""
@@ -457,7 +475,8 @@ class RelayWorker:
             exc_info=err,
             extra={"supplier": self.supplier, "session_id": sid, "entries": len(ids)},
         )
-        self.trees.forget(sid)
+        if self.trees is not None:
+            self.trees.forget(sid)
         await self._in_place(
             "record failures",
             lambda: self.sorter.record_failures(ids, f"{type(err).__name__}: {err}"),
@@ -476,11 +495,7 @@ class RelayWorker:
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                # An infrastructure error interrupted the step: Redis may have rolled back
-                # meanwhile (a failover to a replica that missed our last tree commits), so the
-                # trees are committed again first (idempotent; a rolled-back tree is reloaded
-                # and the leaves replayed into it), then the batch is counted.
-                await self._recommit_trees(staged)
+                await self._recommit(staged)
             return await self._account(staged)
 
         await self._in_place("account", account)
@@ -488,12 +503,25 @@ class RelayWorker:
             self._trace("accounted", len(entries))
         result.handled = len(entries) - len(staged.failed)
         result.dead = len(batch.dead)
-        self._record(result, batch.relays, batch.dead, staged.started)
+        record_batch(self.supplier, self.total, result, batch.relays, batch.dead, staged.started)
         if self._on_batch is not None:
             outcome = self._on_batch(result)
             if outcome is not None:
                 await outcome
         return result
+
+    async def _recommit(self, staged: _Staged) -> None:
+        """Go layout, before an accounting step is retried in place: commit the batch's trees
+        again. The first commit may have gone to a master that was lost since (failover): the
+        retried step would then count relays whose leaves the new master's tree lacks. The
+        commit is idempotent, and a replay checks ``live_root`` in Redis (redis_store.py)."""
+        if self.trees is None:
+            return
+        batch = staged.batch
+        for sid in list(batch.relays):
+            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]]
+            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
+                staged.result.late += len(batch.relays.pop(sid))
 
     def _ack(self, staged: _Staged, ids: Sequence[bytes], dead: Sequence[DeadLetter]) -> StreamAck:
         return StreamAck(
@@ -518,7 +546,10 @@ class RelayWorker:
                 for e in staged.entries
                 if e.entry_id not in in_sessions and e.entry_id not in staged.failed
             ]
-            sessions = [session_relays(sid, rs) for sid, rs in batch.relays.items()]
+            sessions = [
+                session_relays(sid, rs, journal=self.journal, known=sid in self._known)
+                for sid, rs in batch.relays.items()
+            ]
             try:
                 outcomes = await self.coordinator.account_batch(
                     sessions,
@@ -526,9 +557,10 @@ class RelayWorker:
                     ack=self._ack(staged, [*others, *in_sessions], batch.dead),
                 )
                 break
-            except ComputeUnitsOverflowError as err:  # raced past the pre-check: nothing written
-                for relay in batch.relays.pop(err.session_id):
-                    batch.dead.append(dead_letter(batch.entries[relay.entry_id], OVERFLOW_REASON))
+            except ComputeUnitsOverflowError as err:  # nothing written: keep what fits, rerun
+                await self.sorter.trim_overflow(batch, err.session_id)
+            except SessionMissing as missing:  # nothing written: send its snapshot, rerun
+                self._known.pop(missing.session_id, None)
             except LeaseLostError:
                 raise
             except Exception as err:
@@ -537,6 +569,12 @@ class RelayWorker:
                 await self._account_apart(staged, err)
                 return result
         self._add_outcomes(result, outcomes)
+        for outcome in outcomes:
+            if outcome.status != STATUS_MISSING:
+                self._known[outcome.session_id] = None
+                self._known.move_to_end(outcome.session_id)
+        while len(self._known) > KNOWN_SESSIONS:
+            self._known.popitem(last=False)
         return result
 
     async def _account_apart(self, staged: _Staged, first: Exception) -> None:
@@ -558,7 +596,7 @@ class RelayWorker:
             relays = batch.relays[sid]
             try:
                 outcomes = await self.coordinator.account_batch(
-                    [session_relays(sid, relays)],
+                    [session_relays(sid, relays, journal=self.journal)],
                     dedup_ttl_seconds=self.config.effective_dedup_ttl,
                     ack=self._ack(staged, [r.entry_id for r in relays], []),
                 )
@@ -589,44 +627,6 @@ class RelayWorker:
                 continue
             result.counted += outcome.counted
             result.duplicates += outcome.duplicates
-
-    def _record(
-        self,
-        result: BatchResult,
-        relays: dict[str, list[Relay]],
-        dead: list[DeadLetter],
-        t0: float,
-    ) -> None:
-        sup = self.supplier
-        metrics.BATCH_LATENCY.labels(supplier=sup).observe(time.monotonic() - t0)
-        metrics.RELAYS_MINED.labels(supplier=sup).inc(result.counted)
-        if result.duplicates:
-            metrics.RELAYS_REJECTED.labels(supplier=sup, reason="duplicate").inc(result.duplicates)
-        if result.late:
-            metrics.RELAYS_REJECTED.labels(supplier=sup, reason="session_sealed").inc(result.late)
-        for letter in dead:
-            reason = letter.reason.split(":")[0].split(" (")[0][:60]
-            metrics.RELAYS_DEAD_LETTERED.labels(supplier=sup, reason=reason).inc()
-            log.warning(
-                "dead-lettered stream entry",
-                extra={
-                    "supplier": sup,
-                    "entry_id": letter.entry_id.decode(),
-                    "reason": letter.reason,
-                },
-            )
-        now_ns = time.time_ns()
-        for group in relays.values():
-            result.published_ns.extend(r.published_at_unix_nano for r in group)
-        # The publish-to-ack histogram observes 1 relay in LATENCY_SAMPLE (the hot path stays
-        # cheap; the distribution is the same).
-        histogram = metrics.END_TO_END_LATENCY.labels(supplier=sup)
-        for published in result.published_ns[::LATENCY_SAMPLE]:
-            if published > 0:
-                histogram.observe(max(0.0, (now_ns - published) / 1e9))
-        for name in ("handled", "counted", "duplicates", "late", "dead"):
-            setattr(self.total, name, getattr(self.total, name) + getattr(result, name))
-        self.total.created += result.created
 
 
 async def _nothing() -> list[StreamEntry]:

@@ -214,6 +214,7 @@ class Miner:
                 session_ttl_seconds=c.session_ttl_seconds,
                 dedup_ttl_seconds=c.dedup_ttl_seconds,
                 fence=fence,
+                smst_layout=c.smst.layout,
             ),
             on_batch=on_batch,
         )
@@ -226,6 +227,7 @@ class Miner:
             session_ttl_seconds=c.session_ttl_seconds,
             fence=fence,
             on_pass=on_pass,
+            smst_layout=c.smst.layout,
         )
         return SupplierPipeline(supplier, worker, lifecycle)
 

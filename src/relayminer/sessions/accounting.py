@@ -41,6 +41,8 @@ from relayminer.sessions.model import (
 )
 from relayminer.sessions.scripts import FENCE_PRELUDE, TERMINAL_TABLE
 from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
+from relayminer.smst.journal import JOURNAL_LUA, encode_leaf_value
+from relayminer.smst.nodes import PATH_SIZE
 
 #: Decimal-limb arithmetic for the exact int64 overflow check (limbs of 10^7, little endian:
 #: every intermediate product stays far below 2^53).
@@ -78,21 +80,27 @@ local MAX_I64 = big('9223372036854775807')
 
 #: KEYS: [1] stream, [2] dead-letter stream, [3] supplier index, [4] active-state index,
 #:       [5] lease (fence) key, [6] entry failure hash, then per session i:
-#:       [7+2(i-1)] session hash, [8+2(i-1)] dedup set.
+#:       [7+3(i-1)] session hash, [8+3(i-1)] gate (the dedup set, or the leaf journal),
+#:       [9+3(i-1)] the tree's sealed root (journal gate only).
 #: ARGV: [1] group, [2] ack mode ('xackdel' | 'xack'), [3] session ttl, [4] dedup ttl,
 #:       [5] fence token ('' = unfenced), [6] now (RFC3339Nano), [7] number of sessions, then per
-#:       session: session id, n = #metadata values (0: never create), n metadata values (full
-#:       hash encoding, counters 0), dedup flag ('1': hashes follow and decide counting; '0': count
-#:       every relay), g = #cu groups, then per group: cu (decimal), k, then k relay hashes when
-#:       the dedup flag is '1'. Then a = #ack ids, a ids; then d = #dead entries, per entry:
-#:       f = #field values, f values.
-#: Replies (all before any write): error 'FENCED'; error 'WRONGTYPE ...'; {'LEGACY', i};
-#: {'OVERFLOW', i}. Otherwise one {created, counted, status} triple per session (status 0
-#: counted, 1 terminal: nothing counted, 2 missing and not creatable: nothing counted).
+#:       session: session id, n = #metadata values (0: never create; -1: none sent, the caller
+#:       believes the session exists -- reply MISSING if it does not), n metadata values (full
+#:       hash encoding, counters 0), gate ('1': relay hashes follow and the dedup set decides
+#:       counting; '2': relay hash, leaf value pairs follow and the journal's HSETNX decides
+#:       counting, a sealed journal counts nothing; '0': count every relay), g = #cu groups,
+#:       then per group: cu (decimal), k, then k relay hashes (gate '1') or k pairs (gate '2').
+#:       Then a = #ack ids, a ids; then d = #dead entries, per entry: f = #field values,
+#:       f values.
+#: Replies (all before any write): error 'FENCED'; error 'WRONGTYPE ...'; error for a bad
+#: journal argument; {'LEGACY', i}; {'OVERFLOW', i}; {'MISSING', i}. Otherwise one
+#: {created, counted, status} triple per session (status 0 counted, 1 terminal or sealed:
+#: nothing counted, 2 missing and not creatable: nothing counted).
 ACCOUNT_BATCH = (
     TERMINAL_TABLE
     + FENCE_PRELUDE
     + _BIGNUM
+    + JOURNAL_LUA
     + """
 if fenced(KEYS[5], ARGV[5]) then return redis.error_reply('FENCED lease lost') end
 local function need(key, ...)
@@ -107,27 +115,40 @@ local nsess = tonumber(ARGV[7])
 local sessions = {}
 local p = 8
 for i = 1, nsess do
-  local s = {sid = ARGV[p], key = KEYS[7 + 2 * (i - 1)], dedup = KEYS[8 + 2 * (i - 1)]}
+  local base = 7 + 3 * (i - 1)
+  local s = {sid = ARGV[p], key = KEYS[base], dedup = KEYS[base + 1], root = KEYS[base + 2]}
   local n = tonumber(ARGV[p + 1])
+  s.ask = n < 0
+  if s.ask then n = 0 end
   s.meta_from, s.meta_to, s.creatable = p + 2, p + 1 + n, n > 0
   p = p + 2 + n
-  s.dedup_on = ARGV[p] == '1'
+  s.dedup_on, s.journal = ARGV[p] == '1', ARGV[p] == '2'
   local g = tonumber(ARGV[p + 1]); p = p + 2
   s.groups = {}
   local upper = 0
   for j = 1, g do
     local k = tonumber(ARGV[p + 1])
-    local grp = {cu = ARGV[p], k = k, from = p + 2, to = p + 1 + k}
+    local width = s.journal and 2 * k or (s.dedup_on and k or 0)
+    local grp = {cu = ARGV[p], k = k, from = p + 2, to = p + 1 + width}
     s.groups[j] = grp
     upper = upper + tonumber(grp.cu) * k
-    p = p + 2 + (s.dedup_on and k or 0)
+    p = p + 2 + width
+    if s.journal then
+      local problem = journal_check(grp.from, grp.to)
+      if problem then error(problem .. ' (session ' .. s.sid .. ', nothing changed)') end
+    end
   end
   local t = redis.call('TYPE', s.key)['ok']
   if t == 'string' then return {'LEGACY', i} end
+  if t == 'none' and s.ask then return {'MISSING', i} end
   if t ~= 'hash' and t ~= 'none' then
     error('unexpected redis type for session key ' .. s.key .. ': ' .. t .. ' (nothing changed)')
   end
   if s.dedup_on then need(s.dedup, 'set', 'none') end
+  if s.journal then
+    need(s.dedup, 'hash', 'none')
+    s.sealed = journal_sealed(s.root)
+  end
   s.exists = (t == 'hash')
   local total = '0'
   if s.exists then
@@ -138,15 +159,22 @@ for i = 1, nsess do
     end
   end
   -- Exact overflow check, only when the double estimate comes near 2^63.
-  if string.sub(total, 1, 1) ~= '-' and tonumber(total) + upper >= 9.0e18 then
+  if not s.sealed and string.sub(total, 1, 1) ~= '-' and tonumber(total) + upper >= 9.0e18 then
     local acc, seen = big(total), {}
     for _, grp in ipairs(s.groups) do
       local new = grp.k
-      if s.dedup_on then
+      if s.dedup_on or s.journal then
         new = 0
-        for r = grp.from, grp.to do
+        local step = s.journal and 2 or 1
+        for r = grp.from, grp.to, step do
           local h = ARGV[r]
-          if not seen[h] and redis.call('SISMEMBER', s.dedup, h) == 0 then new = new + 1 end
+          local known
+          if s.journal then
+            known = redis.call('HEXISTS', s.dedup, h) == 1
+          else
+            known = redis.call('SISMEMBER', s.dedup, h) == 1
+          end
+          if not seen[h] and not known then new = new + 1 end
           seen[h] = true
         end
       end
@@ -175,7 +203,7 @@ for i = 1, nsess do
     status = 2
   else
     local state = redis.call('HGET', s.key, 'state')
-    if state and TERMINAL[state] then
+    if (state and TERMINAL[state]) or s.sealed then
       status = 1
     else
       for _, grp in ipairs(s.groups) do
@@ -183,6 +211,8 @@ for i = 1, nsess do
         if s.dedup_on then
           new = 0
           for r = grp.from, grp.to do new = new + redis.call('SADD', s.dedup, ARGV[r]) end
+        elseif s.journal then
+          new = journal_insert(s.dedup, grp.from, grp.to, ARGV[3])
         end
         if new > 0 then
           local cu = tonumber(grp.cu)
@@ -245,6 +275,11 @@ class SessionRelays:
     ``hashes``/``compute_units`` are parallel. ``dedup`` False counts every relay (the per-relay
     API, which has no relay hash); ``create`` is the snapshot written when the session is new
     (None: a missing session is not created and reports ``STATUS_MISSING``).
+
+    ``relay_bytes`` (parallel too) selects the journal layout's gate: each relay becomes a leaf
+    of the session's leaf journal (weight = its compute units) and is counted exactly when its
+    relay hash is new there; a sealed journal counts nothing (``STATUS_TERMINAL``). No dedup
+    set is written then (docs/leaf-journal.md).
     """
 
     session_id: str
@@ -252,6 +287,10 @@ class SessionRelays:
     hashes: list[bytes] = field(default_factory=list)
     dedup: bool = True
     create: SessionSnapshot | None = None
+    relay_bytes: list[bytes] | None = None
+    #: the caller believes the session exists: ``create`` is not sent (a batch of many sessions
+    #: stays small); if it is missing, the step writes nothing and raises :class:`SessionMissing`
+    known: bool = False
 
 
 @dataclass
@@ -289,6 +328,15 @@ class StreamAck:
     consumer: str
     entry_ids: Sequence[bytes]
     dead: Sequence[DeadLetter]
+
+
+class SessionMissing(Exception):
+    """A session sent as ``known`` (no snapshot) does not exist: nothing was written; send it
+    again with its snapshot."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
 
 
 class LegacySnapshot(Exception):
@@ -336,6 +384,8 @@ class BatchAccounting:
             raise
         if reply and reply[0] in (b"LEGACY", "LEGACY"):
             raise LegacySnapshot(sessions[int(reply[1]) - 1].session_id)
+        if reply and reply[0] in (b"MISSING", "MISSING"):
+            raise SessionMissing(sessions[int(reply[1]) - 1].session_id)
         if reply and reply[0] in (b"OVERFLOW", "OVERFLOW"):
             raise ComputeUnitsOverflowError(sessions[int(reply[1]) - 1].session_id)
         out = []
@@ -375,12 +425,19 @@ class BatchAccounting:
         if ack is None:
             keys[0] = keys[1] = keys[5] = self.keys.miner_session_key(self.supplier, "\x00")
         for s in sessions:
+            journal = s.relay_bytes is not None
+            session_key = self.keys.miner_session_key(self.supplier, s.session_id)
             keys += [
-                self.keys.miner_session_key(self.supplier, s.session_id),
-                self.keys.miner_dedup_session_key(s.session_id),
+                session_key,
+                self.keys.smst_leaves_key(self.supplier, s.session_id)
+                if journal
+                else self.keys.miner_dedup_session_key(s.session_id),
+                self.keys.smst_root_key(self.supplier, s.session_id) if journal else session_key,
             ]
             args.append(s.session_id)
-            if s.create is not None:
+            if s.known:
+                args.append(-1)
+            elif s.create is not None:
                 snapshot = s.create
                 snapshot.created_at = snapshot.created_at or stamp
                 snapshot.last_updated_at = stamp
@@ -390,19 +447,25 @@ class BatchAccounting:
                     args += [name, value]
             else:
                 args.append(0)
-            args.append("1" if s.dedup else "0")
+            args.append("2" if journal else "1" if s.dedup else "0")
             groups: dict[int, list[bytes]] = defaultdict(list)
             counts: dict[int, int] = defaultdict(int)
             for i, cu in enumerate(s.compute_units):
                 if not 0 <= cu <= MAX_INT64:
                     raise ValueError(f"compute_units must be in [0, 2^63-1], got {cu}")
                 counts[cu] += 1
-                if s.dedup:
+                if journal:
+                    assert s.relay_bytes is not None
+                    relay_hash = s.hashes[i]
+                    if len(relay_hash) != PATH_SIZE:
+                        raise ValueError(f"relay hash must be 32 bytes, got {len(relay_hash)}")
+                    groups[cu] += (relay_hash, encode_leaf_value(cu, s.relay_bytes[i]))
+                elif s.dedup:
                     groups[cu].append(s.hashes[i])
             args.append(len(counts))
             for cu, k in counts.items():
                 args += [cu, k]
-                if s.dedup:
+                if journal or s.dedup:
                     args += groups[cu]
         if ack is None:
             args += [0, 0]

@@ -165,7 +165,7 @@ def journal_keys(supplier: str, session_id: str, namespace: Namespace | None = N
     """
     kb = KeyBuilder(namespace)
     return JournalKeys(
-        leaves=f"{kb.ns.base_prefix}:smst:{supplier}:{session_id}:leaves",
+        leaves=kb.smst_leaves_key(supplier, session_id),
         root=kb.smst_root_key(supplier, session_id),
         stats=kb.smst_stats_key(supplier, session_id),
     )

@@ -1,7 +1,6 @@
 """SMSTs in Redis: the miner's per-session trees, resumable by any replica (and by Go miners).
 
-Keys per supplier and session (docs/redis-layout.md; Go: pocket-relay-miner
-`miner/redis_mapstore.go`):
+Keys per supplier and session (spec/miner_core.md §6.5, spec/smst.md §7.2):
 
 ======================================  ======  ===============================================
 ``ha:smst:{supplier}:{session}:nodes``  HASH    field = lowercase hex of the 48-byte digest,
@@ -195,6 +194,9 @@ _COMMITTED, _CONFLICT, _SEALED, _FENCED, _WRONGTYPE = 0, 1, 2, 3, 4
 class RedisSMSTStore:
     """Per-session SMSTs of one supplier, stored in Redis."""
 
+    #: the tree is committed before its accounting step, so it may run ahead of the counters
+    exact_counters = False
+
     def __init__(
         self,
         redis: Redis,
@@ -283,7 +285,7 @@ class RedisSMSTStore:
         value: bytes | None = await self._redis.hget(  # type: ignore[assignment]
             self.nodes_key(sid), _hex(digest)
         )
-        if not value:  # absent, or empty: a missing node (docs/redis-layout.md)
+        if not value:  # absent, or empty: a missing node (spec/miner_core.md §6.5)
             raise SMSTNodeMissingError(digest)
         store.fetched[digest] = value
 
@@ -343,12 +345,11 @@ class RedisSMSTStore:
         new_root = trie.root()
         sets, deletes = store.take()
         if new_root == tree.live_root or not (sets or deletes):
-            # A replay of leaves already in our tree: nothing to ship, *if* the stored tree is
-            # still our tree. After a failover to a replica that missed our last commits (or
-            # any rollback of Redis), it is not: treat that as a CAS conflict, so the caller
-            # reloads the stored tree and replays these leaves into it.
-            stored = await self.live_root(sid)
-            if tree.live_root is not None and stored != tree.live_root:
+            # A replay of leaves already in the cached tree. The stored tree is this very tree
+            # only if ``live_root`` still names it: after a failover to a replica that missed
+            # the last commits (or any loss of them), the cache holds leaves Redis does not.
+            # Treated as a conflict, the tree is reloaded from Redis and the leaves replayed.
+            if await self.live_root(sid) != tree.live_root:
                 return _CONFLICT
             return _COMMITTED
         code = await self._ship(sid, tree.live_root, new_root, sets, deletes)

@@ -1,0 +1,173 @@
+"""The lifecycle's view of journal-layout trees: seal, prove, delete (docs/leaf-journal.md).
+
+:class:`JournalTrees` offers the lifecycle the same operations as
+:class:`~relayminer.smst.redis_store.RedisSMSTStore` does for the Go node layout (``seal``,
+``sealed_root``, ``prove_closest``, ``prove_closest_many``, ``delete``), so the claim and proof
+phases do not care which layout stores the tree.
+
+- ``seal`` builds the tree from the journal and seals it (:func:`seal_session_tree`); the built
+  tree is kept in memory for the proof.
+- The cache is bounded by the number of leaves it holds (least recently used out first): a
+  tree that fell out of it, or a tree sealed by another replica before a failover, is rebuilt
+  deterministically from the journal, and its root is checked against the sealed ``:root``
+  before anything is proved with it.
+
+The seal writes the same root whoever runs it (the root depends only on the leaf set), so it
+needs no atomic fence; a replica that knows it lost the lease still does not seal (it checks the
+lease first, like every lifecycle write), and a delete runs fenced like the Go layout's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from relayminer.errors import LeaseLostError
+from relayminer.keys import KeyBuilder
+from relayminer.runtime.leases import Fence
+from relayminer.sessions import scripts
+from relayminer.smst.journal import build_session_tree, seal_session_tree
+from relayminer.smst.nodes import DIGEST_SIZE, SMSTError
+from relayminer.smst.proof import ClosestProof
+from relayminer.smst.redis_store import SMSTNotSealedError
+from relayminer.smst.trie import SparseMerkleSumTrie
+
+__all__ = ["DEFAULT_CACHED_LEAVES", "JournalTreeMismatchError", "JournalTrees"]
+
+log = logging.getLogger(__name__)
+
+#: Leaves of sealed trees kept in memory per supplier for their proofs (roughly 1 KB of Python
+#: objects per leaf). Past it the least recently used tree is dropped and rebuilt when needed.
+DEFAULT_CACHED_LEAVES = 250_000
+
+
+class JournalTreeMismatchError(SMSTError):
+    """The tree rebuilt from the journal does not have the sealed root (leaves were lost)."""
+
+
+class JournalTrees:
+    """Journal-layout trees of one supplier, for the lifecycle."""
+
+    #: the leaves and the counters are written by the same script (lifecycle/integrity.py)
+    exact_counters = True
+
+    def __init__(
+        self,
+        redis: Redis,
+        supplier: str,
+        *,
+        keys: KeyBuilder | None = None,
+        ttl_seconds: int = 7200,
+        fence: Fence | None = None,
+        max_cached_leaves: int = DEFAULT_CACHED_LEAVES,
+    ) -> None:
+        self._redis = redis
+        self.supplier = supplier
+        self.keys = keys or KeyBuilder()
+        self.ttl = ttl_seconds
+        self.fence = fence
+        self.max_cached_leaves = max_cached_leaves
+        self._trees: OrderedDict[str, SparseMerkleSumTrie] = OrderedDict()
+        self._cached_leaves = 0
+        self._fenced_delete = redis.register_script(scripts.FENCED_DELETE)
+
+    # --- cache ------------------------------------------------------------------------------
+    @property
+    def cached_sessions(self) -> list[str]:
+        return list(self._trees)
+
+    def forget(self, sid: str) -> None:
+        trie = self._trees.pop(sid, None)
+        if trie is not None:
+            self._cached_leaves -= trie.count()
+
+    def forget_all(self) -> None:
+        self._trees.clear()
+        self._cached_leaves = 0
+
+    def _keep(self, sid: str, trie: SparseMerkleSumTrie) -> None:
+        self.forget(sid)
+        if trie.count() > self.max_cached_leaves:
+            return
+        self._trees[sid] = trie
+        self._cached_leaves += trie.count()
+        while self._cached_leaves > self.max_cached_leaves:
+            _, old = self._trees.popitem(last=False)
+            self._cached_leaves -= old.count()
+
+    # --- claim and proof --------------------------------------------------------------------
+    async def seal(self, sid: str) -> bytes:
+        """Seal the session's journal for its claim; the 48-byte claimed root. Sealing twice
+        returns the first root; an empty or unknown session seals as the empty root."""
+        if self.fence is not None:
+            current = await self._redis.get(self.fence.key)
+            if current != self.fence.token.encode():
+                raise LeaseLostError(f"lease of {self.supplier} lost: not sealing {sid}")
+        result = await seal_session_tree(
+            self._redis, self.supplier, sid, ttl_seconds=self.ttl, namespace=self.keys.ns
+        )
+        if result.trie is not None:
+            self._keep(sid, result.trie)
+        return result.root
+
+    async def sealed_root(self, sid: str) -> bytes | None:
+        key = self.keys.smst_root_key(self.supplier, sid)
+        root: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
+        return root if root is not None and len(root) == DIGEST_SIZE else None
+
+    async def sealed_tree(self, sid: str) -> tuple[bytes, SparseMerkleSumTrie]:
+        """The sealed root and its tree: the cached one, or rebuilt from the journal and
+        checked against the sealed root (:class:`JournalTreeMismatchError` when it differs)."""
+        root = await self.sealed_root(sid)
+        if root is None:
+            raise SMSTNotSealedError(f"session {sid} has no sealed root")
+        trie = self._trees.get(sid)
+        if trie is not None and trie.root() == root:
+            self._trees.move_to_end(sid)
+            return root, trie
+        trie = await build_session_tree(self._redis, self.supplier, sid, self.keys.ns)
+        if trie.root() != root:
+            self.forget(sid)
+            raise JournalTreeMismatchError(
+                f"session {sid}: the tree rebuilt from the journal ({trie.count()} leaves) "
+                "does not have the sealed root"
+            )
+        log.info(
+            "rebuilt a sealed tree from its journal",
+            extra={"supplier": self.supplier, "session_id": sid, "leaves": trie.count()},
+        )
+        self._keep(sid, trie)
+        return root, trie
+
+    async def prove_closest(self, sid: str, path: bytes) -> tuple[bytes, ClosestProof]:
+        """Closest proof of ``path`` against the sealed root; ``(root, proof)``."""
+        root, trie = await self.sealed_tree(sid)
+        return root, trie.prove_closest(path)
+
+    async def prove_closest_many(
+        self, sid: str, paths: Sequence[bytes]
+    ) -> tuple[bytes, list[ClosestProof]]:
+        root, trie = await self.sealed_tree(sid)
+        return root, [trie.prove_closest(p) for p in paths]
+
+    async def delete(self, sid: str) -> None:
+        """Drop the session's journal and sealed root (after it settled or failed for good);
+        fenced."""
+        self.forget(sid)
+        fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
+        token = self.fence.token if self.fence else ""
+        keys = [
+            self.keys.smst_leaves_key(self.supplier, sid),
+            self.keys.smst_root_key(self.supplier, sid),
+            self.keys.smst_stats_key(self.supplier, sid),
+        ]
+        try:
+            await self._fenced_delete(keys=[fence_key, *keys], args=[token])
+        except ResponseError as err:
+            if "FENCED" in str(err):
+                raise LeaseLostError(str(err)) from err
+            raise

@@ -1,0 +1,55 @@
+"""What the lifecycle needs of a session tree store, and the one place that picks the store for
+a layout (``smst.layout``; :mod:`relayminer.smst.layout`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from relayminer.keys import KeyBuilder
+from relayminer.runtime.leases import Fence
+from relayminer.smst.journal_trees import JournalTrees
+from relayminer.smst.layout import SMSTLayout
+from relayminer.smst.proof import ClosestProof
+from relayminer.smst.redis_store import RedisSMSTStore
+
+__all__ = ["SessionTrees", "open_session_trees"]
+
+
+class SessionTrees(Protocol):
+    """Seal, prove and drop the trees of one supplier's sessions (either layout)."""
+
+    #: True when a sealed tree and its session's counters are written by one atomic step, so
+    #: they must be equal (journal); False when the tree may run ahead of the counters (Go).
+    exact_counters: bool
+
+    async def seal(self, sid: str) -> bytes: ...
+
+    async def sealed_root(self, sid: str) -> bytes | None: ...
+
+    async def prove_closest(self, sid: str, path: bytes) -> tuple[bytes, ClosestProof]: ...
+
+    async def prove_closest_many(
+        self, sid: str, paths: Sequence[bytes]
+    ) -> tuple[bytes, list[ClosestProof]]: ...
+
+    async def delete(self, sid: str) -> None: ...
+
+    def forget(self, sid: str) -> None: ...
+
+
+def open_session_trees(
+    layout: SMSTLayout,
+    redis: Redis,
+    supplier: str,
+    *,
+    keys: KeyBuilder,
+    ttl_seconds: int,
+    fence: Fence | None,
+) -> JournalTrees | RedisSMSTStore:
+    """The tree store of ``layout`` for the lifecycle of ``supplier``."""
+    if SMSTLayout(layout) is SMSTLayout.JOURNAL:
+        return JournalTrees(redis, supplier, keys=keys, ttl_seconds=ttl_seconds, fence=fence)
+    return RedisSMSTStore(redis, supplier, keys=keys, ttl_seconds=ttl_seconds, fence=fence)
