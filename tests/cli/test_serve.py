@@ -126,8 +126,11 @@ def test_explain_chain_mismatch() -> None:
 
 
 @pytest.mark.slow
-def test_worker_namespace_and_batch_size(sync_client: redis.Redis, real_server: RealServer) -> None:
-    ns, sup, n = "wns", "pokt1nsworker", 40
+@pytest.mark.parametrize("layout", ["journal", "go"])
+def test_worker_namespace_batch_size_and_layout(
+    sync_client: redis.Redis, real_server: RealServer, layout: str
+) -> None:
+    ns, sup, n = f"wns{layout}", "pokt1nsworker", 40
     for key in sync_client.scan_iter(match=f"{ns}:*"):
         sync_client.delete(key)
     rng = random.Random(14)
@@ -138,6 +141,7 @@ def test_worker_namespace_and_batch_size(sync_client: redis.Redis, real_server: 
         sync_client.xadd(f"{ns}:relays:{sup}", {"data": msg.SerializeToString()})
     cmd = [sys.executable, "-m", "relayminer", "worker", "--redis-url", real_server.url]
     cmd += ["--supplier", sup, "--namespace", ns, "--batch-size", "7", "--block-ms", "50"]
+    cmd += ["--smst-layout", layout]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "RELAYMINER_TRACE": "1"}
     )
@@ -161,6 +165,11 @@ def test_worker_namespace_and_batch_size(sync_client: redis.Redis, real_server: 
     assert max(reads) <= 7 and len([r for r in reads if r]) >= n // 7
     snap = decode_hash("k", sync_client.hgetall(f"{ns}:miner:sessions:{sup}:sess-a"))
     assert snap.relay_count == n
-    # the default layout's exactly-once gate is the leaf journal (docs/leaf-journal.md)
-    assert sync_client.hlen(f"{ns}:smst:{sup}:sess-a:leaves") == len(hashes) == n
+    if layout == "journal":  # the gate is the leaf journal (docs/leaf-journal.md)
+        assert sync_client.hlen(f"{ns}:smst:{sup}:sess-a:leaves") == len(hashes) == n
+        assert not sync_client.exists(f"{ns}:smst:{sup}:sess-a:nodes")
+    else:  # the Go layout: node hash + dedup set
+        assert not sync_client.exists(f"{ns}:smst:{sup}:sess-a:leaves")
+        assert sync_client.exists(f"{ns}:smst:{sup}:sess-a:nodes")
+        assert sync_client.scard(f"{ns}:miner:dedup:session:sess-a") == len(hashes) == n
     assert not sync_client.exists(f"ha:miner:sessions:{sup}:sess-a")  # nothing in the default

@@ -225,6 +225,9 @@ def test_cli_smst_table_and_json(populated_url: tuple[str, Populated]) -> None:
     rows = {r["session_id"]: r for r in doc[SUP1]}
     assert (rows[p.claimed]["count"], rows[p.claimed]["sum"]) == (5, 50)
     assert rows[p.active]["sealed_root"] is None
+    assert "root" in table.split("live root")[0]  # the layout-independent root column first
+    root = rows[p.claimed]["root"]
+    assert root is not None and root[:24] in table
 
 
 def test_cli_streams_table_and_json(populated_url: tuple[str, Populated]) -> None:

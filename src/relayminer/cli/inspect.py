@@ -138,19 +138,23 @@ def _smst_table(supplier: str, rows: list[Row]) -> Table:
 
     table = Table(title=f"SMSTs of {supplier}", title_justify="left")
     table.add_column("session", no_wrap=True)
+    table.add_column("root", no_wrap=True)
     table.add_column("live root", no_wrap=True)
     table.add_column("sealed root", no_wrap=True)
     table.add_column("count", justify="right")
     table.add_column("sum", justify="right")
+    table.add_column("leaves", justify="right")
     table.add_column("nodes", justify="right")
     for r in rows:
         assert isinstance(r, SmstRow)
         table.add_row(
             _short(r.session_id),
+            _short(r.root, 24),
             _short(r.live_root, 24),
             _short(r.sealed_root, 24),
             f"{r.count:,}",
             f"{r.sum:,}",
+            f"{r.leaves:,}",
             f"{r.nodes:,}",
         )
     if not rows:
@@ -203,7 +207,8 @@ def inspect_sessions(
 @inspect_group.command("smst")
 @_inspect_options
 def inspect_smst(redis_url: str, supplier: str | None, namespace: str, json_output: bool) -> None:
-    """Per supplier and session: live and sealed roots, count, sum, node count."""
+    """Per supplier and session: the root of every stored leaf (either layout), live and
+    sealed roots, count, sum, leaves and nodes."""
     _inspect("smst", redis_url, supplier, namespace, json_output)
 
 

@@ -22,6 +22,11 @@ from relayminer.cli.failures import EXIT_CONFIG, CliFailure
 from relayminer.cli.signals import StopSignals, run_stoppable
 from relayminer.cli.startup import check_redis, embedded_server, open_redis, start_metrics
 from relayminer.logs import configure_logging
+from relayminer.pipeline.worker import WorkerConfig
+from relayminer.smst.layout import SMSTLayout
+
+#: the worker's defaults, written once in WorkerConfig
+_W = WorkerConfig()
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,11 +69,27 @@ def _tracer() -> Callable[[str, int], None] | None:
     show_default=True,
     help="Base prefix of every key (must match the relayers).",
 )
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 5000))
-@click.option("--block-ms", default=1000, show_default=True, type=click.IntRange(1))
-@click.option("--claim-idle-ms", default=30000, show_default=True, type=click.IntRange(0))
-@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(0))
-@click.option("--session-ttl-seconds", default=7200, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size", default=_W.batch_size, show_default=True, type=click.IntRange(1, 5000)
+)
+@click.option("--block-ms", default=_W.block_ms, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--claim-idle-ms", default=_W.claim_idle_ms, show_default=True, type=click.IntRange(0)
+)
+@click.option("--max-retries", default=_W.max_retries, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--session-ttl-seconds",
+    default=_W.session_ttl_seconds,
+    show_default=True,
+    type=click.IntRange(1),
+)
+@click.option(
+    "--smst-layout",
+    type=click.Choice([layout.value for layout in SMSTLayout]),
+    default=_W.smst_layout.value,
+    show_default=True,
+    help="Where session trees live (must match the miners' smst.layout).",
+)
 @click.option(
     "--dedup-ttl-seconds",
     default=None,
@@ -86,11 +107,12 @@ def worker(
     max_retries: int,
     session_ttl_seconds: int,
     dedup_ttl_seconds: int | None,
+    smst_layout: str,
 ) -> None:
     """Run one RelayWorker for SUPPLIER until SIGTERM/SIGINT (the batch in hand is finished;
     exit code 0)."""
     from relayminer.keys import Namespace
-    from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+    from relayminer.pipeline.worker import RelayWorker
     from relayminer.runtime.gcpolicy import run_gc_freezer
 
     try:
@@ -106,6 +128,7 @@ def worker(
         namespace=ns,
         session_ttl_seconds=session_ttl_seconds,
         dedup_ttl_seconds=dedup_ttl_seconds,
+        smst_layout=SMSTLayout(smst_layout),
     )
 
     async def work(signals: StopSignals) -> None:
