@@ -179,7 +179,7 @@ def test_demo_on_a_localnet_process_end_to_end() -> None:
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "relayminer", "demo", "--chain", "localnet", "--json"),
-            *("--suppliers", "2", "--sessions", "1", "--block-time", "0.25"),
+            *("--suppliers", "2", "--sessions", "1", "--block-time", "0.5"),
             *("--relays-per-second", "40", "--seed", "5"),
         ],
         capture_output=True,
