@@ -43,14 +43,9 @@ SECRET = "ops-s3cr3t-pw"
 SUPPLIERS = ["pokt1opsalpha", "pokt1opsbeta"]
 INSTANCE = "ops-replica-1"
 
-#: Metrics the dashboard and the alerts use that this miner does not export yet: other
-#: components provide them (the state-loss detector). Reported to the lead;
-#: nothing else may be missing.
-PROVIDED_BY_OTHER_COMPONENTS = frozenset(
-    {
-        "ha_miner_state_lost_total",
-    }
-)
+#: Metrics the dashboard and the alerts use that this miner does not export: none (the
+#: chain-client gauges are exported by a ``chain.type: pocket`` miner only, checked below).
+PROVIDED_BY_OTHER_COMPONENTS: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -30,6 +30,8 @@ class StateEpoch:
         self.key = keys.miner_state_epoch_key()
         self.supplier = supplier
         self.token: bytes | None = None
+        # Export the series at 0 from the start, so `increase()` alerts see the first loss.
+        metrics.STATE_LOST.labels(supplier=supplier)
 
     async def _adopt(self) -> bytes:
         """The current token, writing a new one when there is none (first writer wins)."""
