@@ -5,9 +5,7 @@ every transaction signed by the miner and checked by the node over loopback."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import yaml
@@ -20,17 +18,8 @@ from relayminer.runtime.embedded import start_server
 from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from tests.cli.watched import Watched
+from tests.localnet.processes import pocket_chain_block, start_localnet, until, write_keys_file
 from tests.localnet.support import SUPPLIER, make_config
-
-
-async def until(chain: SimulatedChain, condition: Callable[[], Awaitable[bool]]) -> None:
-    """Check ``condition`` at every new block, for at most 80 blocks."""
-    height = (await chain.latest_block()).height
-    for _ in range(80):
-        if await condition():
-            return
-        height = (await chain.wait_for_block(height + 1, timeout=30)).height
-    raise AssertionError("condition not reached within 80 blocks")
 
 
 async def publish_and_wait_for_settlement(url: str) -> list[SessionSnapshot]:
@@ -77,30 +66,15 @@ def test_run_with_a_pocket_chain_proves_and_settles_on_a_localnet(tmp_path: Path
             },
             proof_params={"proof_requirement_threshold_upokt": 0},  # every claim is proved
         )
-        (tmp_path / "localnet.yaml").write_text(yaml.safe_dump(genesis.model_dump(mode="json")))
-        localnet = Watched(
-            ["localnet", "--config", str(tmp_path / "localnet.yaml"), "--redis-url", server.url]
-        )
-        ready = localnet.wait_for_line("localnet ready")
-        rpc = re.search(r"rpc=(\S+)", ready)
-        grpc = re.search(r"grpc=(\S+)", ready)
-        assert rpc is not None and grpc is not None
-        keys = tmp_path / "keys.yaml"
-        keys.write_text(f'keys:\n  - "{bytes(SUPPLIER.private.secret).hex()}"\n')
+        net = start_localnet(tmp_path, genesis, server.url)
+        localnet = net.process
+        keys = write_keys_file(tmp_path / "keys.yaml", SUPPLIER)
         miner = {
             "suppliers": [SUPPLIER.address],
             "redis": {"url": server.url},
             "worker": {"block_ms": 100},
             "metrics": {"enabled": False},
-            "chain": {
-                "type": "pocket",
-                "chain_id": "pocket",
-                "rpc_url": rpc.group(1),
-                "grpc_endpoints": [grpc.group(1)],
-                "gas_price_upokt": "0.01",
-                "block_time_seconds": 0.3,
-                "keys": {"keys_file": str(keys)},
-            },
+            "chain": pocket_chain_block(net, keys, block_time=0.3),
         }
         (tmp_path / "miner.yaml").write_text(yaml.safe_dump(miner))
         run = Watched(["run", "--config", str(tmp_path / "miner.yaml")])
