@@ -27,6 +27,10 @@ failed: its entries stay pending with a failure recorded against each, the rest 
 accounted, and the loop goes on. Lost Redis state is detected and reported
 (:mod:`relayminer.pipeline.epoch`).
 
+The worker owns the loop, the retries in place and the hooks; steps 1-4 of a batch are
+:class:`~relayminer.pipeline.batch.BatchAccountant`'s, and the upkeep between batches (reclaim,
+trim, gauges, epoch checks) is :class:`~relayminer.pipeline.maintenance.StreamMaintenance`'s.
+
 Why this is exactly once (``docs/exactly-once.md``): in the journal layout the leaf is written
 in the same atomic step that counts and acks it, and only its first write counts; the worker
 holds no tree, so there is nothing to go stale. In the Go layout the SMST insert is idempotent
@@ -45,7 +49,6 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -55,29 +58,15 @@ from redis.asyncio import Redis
 from relayminer import metrics
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.pipeline.batch import BatchAccountant, StagedBatch, TraceHook
 from relayminer.pipeline.batch_result import BatchResult, record_batch
 from relayminer.pipeline.consumer import StreamConsumer, StreamEntry
 from relayminer.pipeline.epoch import StateEpoch
-from relayminer.pipeline.relays import Relay
+from relayminer.pipeline.maintenance import StreamMaintenance
 from relayminer.pipeline.retry import Backoff, is_infrastructure_error, retry_infrastructure
-from relayminer.pipeline.sorting import (
-    OVERFLOW_REASON,
-    BatchSorter,
-    SortedBatch,
-    dead_letter,
-    session_relays,
-)
+from relayminer.pipeline.sorting import BatchSorter
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
-from relayminer.sessions.accounting import (
-    STATUS_MISSING,
-    STATUS_TERMINAL,
-    ComputeUnitsOverflowError,
-    DeadLetter,
-    SessionMissing,
-    SessionOutcome,
-    StreamAck,
-)
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
@@ -90,8 +79,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
-#: sessions remembered as existing (beyond it the oldest is sent with its snapshot again)
-KNOWN_SESSIONS = 100_000
 
 
 @dataclass
@@ -151,25 +138,8 @@ def default_consumer_name() -> str:
     return f"miner-{socket.gethostname()}-{os.getpid()}"
 
 
-@dataclass
-class _Staged:
-    """A batch whose trees are committed and whose accounting step is due."""
-
-    entries: Sequence[StreamEntry]
-    batch: SortedBatch
-    #: entries left pending because their session's work failed (a failure is recorded)
-    failed: set[bytes]
-    ack_mode: str
-    result: BatchResult
-    started: float
-
-
 SessionCreatedHook = Callable[[SessionSnapshot], Awaitable[None] | None]
 BatchHook = Callable[["BatchResult"], Awaitable[None] | None]
-#: Called at each step of a batch ("read", "smst", "accounted") with the batch size; the
-#: crash tests use it to kill the process between steps ("smst": trees committed in the Go
-#: layout; in the journal layout, the batch sorted and nothing written yet).
-TraceHook = Callable[[str, int], None]
 
 
 class RelayWorker:
@@ -228,17 +198,29 @@ class RelayWorker:
         self._on_batch = on_batch
         self._trace = trace
         self._ack_mode: str | None = None
-        self._last_reclaim = 0.0
-        self._last_trim = 0.0
-        self._last_gauges = 0.0
-        self._recreations_seen = 0
-        self._epoch_due = False
         #: set while ``run`` may retry in place; ``drain`` and ``process`` fail fast instead
         self._stop = asyncio.Event()
         self._stop.set()
         self.total = BatchResult()
-        #: sessions seen to exist: their snapshots are not sent with every batch
-        self._known: OrderedDict[str, None] = OrderedDict()
+        self.batches = BatchAccountant(
+            supplier=self.supplier,
+            consumer=self.consumer,
+            sorter=self.sorter,
+            coordinator=self.coordinator,
+            trees=self.trees,
+            dedup_ttl_seconds=self.config.effective_dedup_ttl,
+            ack_mode=self._ack_mode_probe,
+            in_place=self._in_place,
+            trace=trace,
+        )
+        self.maintenance = StreamMaintenance(
+            supplier=self.supplier,
+            consumer=self.consumer,
+            epoch=self.epoch,
+            config=self.config,
+            reclaim=self._reclaim,
+            forget_trees=self._forget_trees,
+        )
 
     # --- loop ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -268,7 +250,7 @@ class RelayWorker:
                         "redis unavailable, retrying",
                         extra={"supplier": self.supplier, "backoff_s": delay, "error": repr(err)},
                     )
-                    self._epoch_due = True  # a restart may have emptied it
+                    self.maintenance.epoch_due = True  # a restart may have emptied it
                 else:
                     metrics.BATCH_FAILURES.labels(supplier=self.supplier).inc()
                     log.error(
@@ -282,52 +264,20 @@ class RelayWorker:
     async def _start(self) -> None:
         await self.consumer.ensure_group()
         await self.epoch.start()
-        self._recreations_seen = self.consumer.group_recreations
+        self.maintenance.watch_group()
         await self._ack_mode_probe()
         # Our own pending entries first (a restart under the same name), then any consumer's
         # entries idle for longer than the claim timeout.
         await self._drain_own_pending()
         await self._reclaim(self.config.claim_idle_ms)
-        self._last_reclaim = time.monotonic()
-
-    def _reclaim_due(self) -> bool:
-        return (time.monotonic() - self._last_reclaim) * 1000 >= self.config.claim_idle_ms
-
-    async def _check_epoch(self) -> None:
-        self._epoch_due = False
-        self._recreations_seen = self.consumer.group_recreations
-        if await self.epoch.check():
-            self._forget_trees()
+        self.maintenance.reclaimed()
 
     def _forget_trees(self) -> None:
         if self.trees is not None:
             self.trees.forget_all()
 
-    async def _maintenance(self) -> None:
-        """Reclaim idle pending entries and trim expired ones when they are due; check that
-        Redis still holds the state this worker started with."""
-        now = time.monotonic()
-        if self._epoch_due or self.consumer.group_recreations != self._recreations_seen:
-            await self._check_epoch()
-        if self._reclaim_due():
-            self._last_reclaim = now
-            await self._reclaim(self.config.claim_idle_ms)
-        if now - self._last_gauges >= self.config.gauges_interval_s:
-            self._last_gauges = now
-            await self._check_epoch()
-            await self.consumer.lag()  # sets ha_transport_redis_stream_lag
-            await self.consumer.pending_count()  # sets ha_transport_redis_pending_messages
-        if now - self._last_trim >= self.config.trim_interval_s:
-            self._last_trim = now
-            trimmed = await self.consumer.trim(self.config.effective_trim_max_age_ms)
-            if trimmed:
-                log.info(
-                    "trimmed expired stream entries",
-                    extra={"supplier": self.supplier, "count": trimmed},
-                )
-
     async def _step(self, stop: asyncio.Event) -> None:
-        await self._maintenance()
+        await self.maintenance.run()
         started = time.monotonic()
         entries = await self.consumer.read_new(self.config.block_ms)
         if not entries:
@@ -359,7 +309,7 @@ class RelayWorker:
                         await ahead
                     raise
                 entries = await ahead
-                if entries and (stop.is_set() or self._reclaim_due()):
+                if entries and (stop.is_set() or self.maintenance.reclaim_due()):
                     await finishing
                     finishing = None
                     await self.process(entries)  # finish what was taken, then yield
@@ -420,70 +370,11 @@ class RelayWorker:
         staged = await self._in_place("commit trees", lambda: self._commit_trees(entries))
         return await self._finish(staged)
 
-    async def _commit_trees(self, entries: Sequence[StreamEntry]) -> _Staged:
+    async def _commit_trees(self, entries: Sequence[StreamEntry]) -> StagedBatch:
         """Steps 1-3: sort the entries out and commit every session's tree."""
-        result = BatchResult()
-        started = time.monotonic()
-        if not entries:
-            return _Staged(entries, SortedBatch(), set(), "", result, started)
-        if self._trace:
-            self._trace("read", len(entries))
-        ack_mode = await self._ack_mode_probe()
-        batch = await self.sorter.sort(entries)
-        if not self.journal:  # the journal's accounting step checks all of it itself
-            await self.sorter.precheck(batch)
-        result.late = batch.late
-        if self.trees is None:  # journal layout: the leaves are written by the accounting step
-            if self._trace:
-                self._trace("smst", len(entries))  # the same crash point: nothing written yet
-            return _Staged(entries, batch, set(), ack_mode, result, started)
-        trees = self.trees
-        # Each session's tree is committed on its own (independent keys and CAS); running them
-        # together lets one session's trie work overlap another's Redis round trip.
-        sessions = list(batch.relays)
-        commits = await asyncio.gather(
-            *(
-                trees.apply(
-                    sid,
-                    [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]],
-                )
-                for sid in sessions
-            ),
-            return_exceptions=True,
-        )
-        failed: set[bytes] = set()
-        for sid, commit in zip(sessions, commits, strict=True):
-            if isinstance(commit, LeaseLostError | asyncio.CancelledError):
-                raise commit
-            if isinstance(commit, BaseException):
-                if is_infrastructure_error(commit) or not isinstance(commit, Exception):
-                    raise commit  # the whole step is retried in place
-                failed |= await self._session_failed(sid, batch.relays.pop(sid), commit)
-            elif not commit:  # sealed meanwhile: late
-                result.late += len(batch.relays.pop(sid))
-        if self._trace:
-            self._trace("smst", len(entries))
-        return _Staged(entries, batch, failed, ack_mode, result, started)
+        return await self.batches.stage(entries)
 
-    async def _session_failed(self, sid: str, relays: list[Relay], err: Exception) -> set[bytes]:
-        """One session's work failed for a reason of its own: its entries stay pending, with a
-        failure recorded against each (the retry cap counts those), and the cause is logged."""
-        ids = [r.entry_id for r in relays]
-        metrics.BATCH_FAILURES.labels(supplier=self.supplier).inc()
-        log.error(
-            "session work failed; its entries stay pending",
-            exc_info=err,
-            extra={"supplier": self.supplier, "session_id": sid, "entries": len(ids)},
-        )
-        if self.trees is not None:
-            self.trees.forget(sid)
-        await self._in_place(
-            "record failures",
-            lambda: self.sorter.record_failures(ids, f"{type(err).__name__}: {err}"),
-        )
-        return set(ids)
-
-    async def _finish(self, staged: _Staged) -> BatchResult:
+    async def _finish(self, staged: StagedBatch) -> BatchResult:
         """Step 4: the atomic accounting step (count once, create, dead-letter, ack), then the
         metrics and hooks."""
         entries, batch, result = staged.entries, staged.batch, staged.result
@@ -495,7 +386,7 @@ class RelayWorker:
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                await self._recommit(staged)
+                await self.batches.recommit(staged)
             return await self._account(staged)
 
         await self._in_place("account", account)
@@ -510,123 +401,9 @@ class RelayWorker:
                 await outcome
         return result
 
-    async def _recommit(self, staged: _Staged) -> None:
-        """Go layout, before an accounting step is retried in place: commit the batch's trees
-        again. The first commit may have gone to a master that was lost since (failover): the
-        retried step would then count relays whose leaves the new master's tree lacks. The
-        commit is idempotent, and a replay checks ``live_root`` in Redis (redis_store.py)."""
-        if self.trees is None:
-            return
-        batch = staged.batch
-        for sid in list(batch.relays):
-            leaves = [(r.relay_hash, r.relay_bytes, r.compute_units) for r in batch.relays[sid]]
-            if not await self.trees.apply(sid, leaves):  # sealed meanwhile: late
-                staged.result.late += len(batch.relays.pop(sid))
-
-    def _ack(self, staged: _Staged, ids: Sequence[bytes], dead: Sequence[DeadLetter]) -> StreamAck:
-        return StreamAck(
-            stream=self.consumer.stream,
-            dead_stream=self.consumer.dead_stream,
-            failures=self.sorter.failures_key,
-            group=self.consumer.group,
-            mode=staged.ack_mode,
-            consumer=self.consumer_name,
-            entry_ids=ids,
-            dead=dead,
-        )
-
-    async def _account(self, staged: _Staged) -> BatchResult:
-        """Count the batch in one step; a session that cannot be counted is confined: it is
-        dead-lettered (overflow) or left pending (any other error of its own)."""
-        batch, result = staged.batch, staged.result
-        while True:
-            in_sessions = {r.entry_id for rs in batch.relays.values() for r in rs}
-            others = [
-                e.entry_id
-                for e in staged.entries
-                if e.entry_id not in in_sessions and e.entry_id not in staged.failed
-            ]
-            sessions = [
-                session_relays(sid, rs, journal=self.journal, known=sid in self._known)
-                for sid, rs in batch.relays.items()
-            ]
-            try:
-                outcomes = await self.coordinator.account_batch(
-                    sessions,
-                    dedup_ttl_seconds=self.config.effective_dedup_ttl,
-                    ack=self._ack(staged, [*others, *in_sessions], batch.dead),
-                )
-                break
-            except ComputeUnitsOverflowError as err:  # nothing written: keep what fits, rerun
-                await self.sorter.trim_overflow(batch, err.session_id)
-            except SessionMissing as missing:  # nothing written: send its snapshot, rerun
-                self._known.pop(missing.session_id, None)
-            except LeaseLostError:
-                raise
-            except Exception as err:
-                if is_infrastructure_error(err) or not sessions:
-                    raise
-                await self._account_apart(staged, err)
-                return result
-        self._add_outcomes(result, outcomes)
-        for outcome in outcomes:
-            if outcome.status != STATUS_MISSING:
-                self._known[outcome.session_id] = None
-                self._known.move_to_end(outcome.session_id)
-        while len(self._known) > KNOWN_SESSIONS:
-            self._known.popitem(last=False)
-        return result
-
-    async def _account_apart(self, staged: _Staged, first: Exception) -> None:
-        """The batch step failed for a reason that is not the infrastructure's: account each
-        session on its own so only the culprit's entries stay pending."""
-        batch, result = staged.batch, staged.result
-        log.warning(
-            "batch accounting failed; accounting its sessions one by one",
-            extra={"supplier": self.supplier, "error": repr(first)},
-        )
-        in_sessions = {r.entry_id for rs in batch.relays.values() for r in rs}
-        others = [
-            e.entry_id
-            for e in staged.entries
-            if e.entry_id not in in_sessions and e.entry_id not in staged.failed
-        ]
-        await self.coordinator.account_batch([], ack=self._ack(staged, others, batch.dead))
-        for sid in list(batch.relays):
-            relays = batch.relays[sid]
-            try:
-                outcomes = await self.coordinator.account_batch(
-                    [session_relays(sid, relays, journal=self.journal)],
-                    dedup_ttl_seconds=self.config.effective_dedup_ttl,
-                    ack=self._ack(staged, [r.entry_id for r in relays], []),
-                )
-            except ComputeUnitsOverflowError:
-                dead = [dead_letter(batch.entries[r.entry_id], OVERFLOW_REASON) for r in relays]
-                await self.coordinator.account_batch(
-                    [], ack=self._ack(staged, [r.entry_id for r in relays], dead)
-                )
-                batch.dead += dead
-                batch.relays.pop(sid)
-                continue
-            except LeaseLostError:
-                raise
-            except Exception as err:
-                if is_infrastructure_error(err):
-                    raise
-                staged.failed |= await self._session_failed(sid, batch.relays.pop(sid), err)
-                continue
-            self._add_outcomes(result, outcomes)
-
-    @staticmethod
-    def _add_outcomes(result: BatchResult, outcomes: Sequence[SessionOutcome]) -> None:
-        for outcome in outcomes:
-            if outcome.created:
-                result.created.append(outcome.session_id)
-            if outcome.status == STATUS_TERMINAL:
-                result.late += outcome.relays
-                continue
-            result.counted += outcome.counted
-            result.duplicates += outcome.duplicates
+    async def _account(self, staged: StagedBatch) -> BatchResult:
+        """The accounting step of one staged batch (a seam the crash tests replace)."""
+        return await self.batches.account(staged)
 
 
 async def _nothing() -> list[StreamEntry]:

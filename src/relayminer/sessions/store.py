@@ -42,8 +42,6 @@ from redis.exceptions import RedisError
 from relayminer import metrics
 from relayminer.errors import (
     ClosedError,
-    LeaseLostError,
-    SessionDecodeError,
     SessionNotFoundError,
     SessionTerminalError,
     StoreError,
@@ -63,14 +61,13 @@ from relayminer.sessions.model import (
     COUNTER_FIELDS,
     SessionSnapshot,
     SessionState,
-    decode_hash,
-    decode_legacy_json,
     encode_hash,
     require_compute_units,
     require_id,
     require_session_id,
     stale_optional_fields,
 )
+from relayminer.sessions.snapshot_reads import RedisSessionReader, coerce_state
 from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
 
 log = logging.getLogger(__name__)
@@ -115,17 +112,6 @@ def _session_id(session_id: object) -> str:
     return require_session_id(session_id)
 
 
-def _coerce_state(state: object) -> SessionState:
-    if isinstance(state, SessionState):
-        return state
-    if not isinstance(state, str):
-        raise TypeError(f"state must be a SessionState, got {type(state).__name__}")
-    try:
-        return SessionState(state)
-    except ValueError:
-        raise ValueError(f"state: unknown session state {state!r}") from None
-
-
 def _flatten(fields: dict[str, bytes]) -> list[bytes | str]:
     out: list[bytes | str] = []
     for name, value in fields.items():
@@ -133,20 +119,17 @@ def _flatten(fields: dict[str, bytes]) -> list[bytes | str]:
     return out
 
 
-class RedisSessionStore:
-    """The Redis implementation of :class:`SessionStore` for one supplier."""
+class RedisSessionStore(RedisSessionReader):
+    """The Redis implementation of :class:`SessionStore` for one supplier (the writes; the
+    reads are :class:`~relayminer.sessions.snapshot_reads.RedisSessionReader`'s)."""
 
     def __init__(
         self, redis: Redis, config: SessionStoreConfig, *, fence: Fence | None = None
     ) -> None:
-        self._redis = redis
-        self.config = config
-        self.supplier = config.supplier_address
-        self.keys = KeyBuilder().with_prefixes(sessions_prefix=config.key_prefix)
+        super().__init__(redis, config)
         self.fence = fence
         self._ttl = config.session_ttl_seconds
         self._closed = False
-        self._read = redis.register_script(scripts.READ_SNAPSHOT)
         self._create = redis.register_script(scripts.CREATE_IF_ABSENT)
         self._save = redis.register_script(scripts.SAVE_SNAPSHOT)
         self._update_state = redis.register_script(scripts.UPDATE_STATE)
@@ -162,20 +145,6 @@ class RedisSessionStore:
         self.keys = keys.with_prefixes(sessions_prefix=self.config.key_prefix)
         self.accounting.keys = self.keys
         return self
-
-    # --- keys -------------------------------------------------------------------------------
-    def session_key(self, session_id: str) -> str:
-        return self.keys.miner_session_key(self.supplier, session_id)
-
-    def index_key(self) -> str:
-        return self.keys.miner_sessions_index_key(self.supplier)
-
-    def state_index_key(self, state: SessionState | str) -> str:
-        value = state.value if isinstance(state, SessionState) else state
-        return self.keys.miner_session_state_index_key(self.supplier, value)
-
-    def _state_index_prefix(self) -> str:
-        return self.keys.miner_session_state_index_prefix(self.supplier)
 
     def _fence_args(self) -> tuple[str, str]:
         if self.fence is None:
@@ -247,7 +216,7 @@ class RedisSessionStore:
 
     async def update_state(self, session_id: str, new_state: SessionState) -> None:
         sid = _session_id(session_id)
-        state = _coerce_state(new_state)
+        state = coerce_state(new_state)
         now = format_rfc3339nano(utc_now())
         keys = [self.session_key(sid), self.state_index_key(state)]
         args = [state.value, now, self._ttl, self._state_index_prefix(), sid]
@@ -387,82 +356,10 @@ class RedisSessionStore:
             [sid, *states],
         )
 
-    # --- reads ------------------------------------------------------------------------------
-    async def get(self, session_id: str) -> SessionSnapshot | None:
-        """The snapshot, from the hash layout or a legacy JSON string; None when absent.
-        A stored field that does not parse raises :class:`SessionDecodeError` naming it."""
-        sid = _session_id(session_id)
-        reply = await self._run("get session snapshot", self._read, [self.session_key(sid)], [])
-        return self._decode(sid, reply)
-
-    def _decode(self, sid: str, reply: Sequence[Any]) -> SessionSnapshot | None:
-        key = self.session_key(sid)
-        kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        if kind == "none":
-            return None
-        if kind == "hash":
-            flat = reply[1]
-            if not flat:
-                return None
-            return decode_hash(key, dict(zip(flat[::2], flat[1::2], strict=True)))
-        if kind == "string":
-            return decode_legacy_json(key, reply[1])
-        raise SessionDecodeError(key, "<key>", f"unexpected redis type for session key: {kind}")
-
-    async def _get_many(self, ids: Sequence[str]) -> list[SessionSnapshot]:
-        if not ids:
-            return []
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for sid in ids:
-                    await self._read(keys=[self.session_key(sid)], args=[], client=pipe)
-                replies = await pipe.execute()
-        except (RedisError, OSError) as err:
-            raise StoreError(f"failed to read session snapshots: {err}") from err
-        out: list[SessionSnapshot] = []
-        for sid, reply in zip(ids, replies, strict=True):
-            try:
-                snapshot = self._decode(sid, reply)
-            except SessionDecodeError as err:
-                metrics.SESSION_DECODE_ERRORS.labels(supplier=self.supplier).inc()
-                log.warning("skipping undecodable session snapshot", extra={"error": str(err)})
-                continue
-            if snapshot is not None:
-                out.append(snapshot)
-        return out
-
-    async def _members(self, key: str) -> list[str]:
-        try:
-            raw: set[bytes] = await self._redis.smembers(key)  # type: ignore[assignment]
-        except (RedisError, OSError) as err:
-            raise StoreError(f"failed to get session IDs from {key}: {err}") from err
-        ids = sorted(m.decode() for m in raw)
-        return [sid for sid in ids if sid and sid != "index"]
-
-    async def get_by_supplier(self) -> list[SessionSnapshot]:
-        """Every session of the supplier, whatever its state (sorted by session id)."""
-        return await self._get_many(await self._members(self.index_key()))
-
-    async def get_by_state(self, state: SessionState) -> list[SessionSnapshot]:
-        """Sessions whose *stored* state is ``state`` (the index may be stale: re-filtered)."""
-        wanted = _coerce_state(state)
-        snapshots = await self._get_many(await self._members(self.state_index_key(wanted)))
-        return [s for s in snapshots if s.state is wanted]
-
     async def close(self) -> None:
         self._closed = True
 
     # --- plumbing ---------------------------------------------------------------------------
-    async def _run(
-        self, what: str, script: Callable[..., Any], keys: list[str], args: Sequence[Any]
-    ) -> Any:
-        try:
-            return await script(keys=keys, args=list(args))
-        except (RedisError, OSError) as err:
-            if "FENCED" in str(err):
-                raise LeaseLostError(f"lease of {self.supplier} lost: failed to {what}") from err
-            raise StoreError(f"failed to {what}: {err}") from err
-
     async def _write_script(
         self, what: str, script: Callable[..., Any], keys: list[str], args: Sequence[Any]
     ) -> Any:

@@ -34,7 +34,6 @@ nor a proof costs one round trip per node.
 from __future__ import annotations
 
 import binascii
-import builtins
 import hashlib
 import logging
 from collections import OrderedDict
@@ -49,7 +48,7 @@ from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
 from relayminer.sessions import scripts as scripts
 from relayminer.smst.nodes import DIGEST_SIZE, PLACEHOLDER, SMSTError, digest_count, digest_sum
-from relayminer.smst.proof import ClosestProof
+from relayminer.smst.redis_reader import PrefetchStore, RedisSMSTReader, SMSTNotSealedError
 from relayminer.smst.trie import SMSTNodeMissingError, SparseMerkleSumTrie
 
 log = logging.getLogger(__name__)
@@ -62,71 +61,15 @@ class SMSTSealedError(SMSTError):
     """The session's tree is sealed for its claim: no more updates."""
 
 
-class SMSTNotSealedError(SMSTError):
-    """A proof was asked for a session whose tree was never sealed."""
-
-
 class SMSTCommitConflictError(SMSTError):
     """Other writers kept moving the session's ``live_root``; the commit gave up."""
-
-
-class _PrefetchStore:
-    """The MapStore under a Redis-backed trie: nodes fetched from Redis, and the changes of the
-    next commit (recorded, then shipped to Redis by :class:`RedisSMSTStore`)."""
-
-    __slots__ = ("deletes", "fetched", "sets")
-
-    def __init__(self) -> None:
-        self.fetched: dict[bytes, bytes] = {}
-        self.sets: dict[bytes, bytes] = {}
-        self.deletes: set[bytes] = set()
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.fetched.get(key) or None  # an empty value is a missing node (Go)
-
-    def set(self, key: bytes, value: bytes) -> None:
-        self.sets[key] = value
-        self.deletes.discard(key)
-
-    def delete(self, key: bytes) -> None:
-        self.deletes.add(key)
-        self.sets.pop(key, None)
-
-    def set_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        sets = self.sets
-        sets.update(items)
-        if self.deletes:  # invariant: no key is both set and deleted
-            self.deletes.difference_update(sets)
-
-    def delete_many(self, keys: Iterable[bytes]) -> None:
-        if self.sets:
-            for key in keys:
-                self.delete(key)
-        else:  # a commit deletes before it writes: the usual case
-            self.deletes.update(keys)
-
-    def take(self) -> tuple[dict[bytes, bytes], builtins.set[bytes]]:
-        """The recorded writes and deletes (disjoint), which are then forgotten."""
-        sets, deletes = self.sets, self.deletes
-        self.sets, self.deletes = {}, set()
-        return sets, deletes
-
-    def __len__(self) -> int:
-        return len(self.fetched)
-
-    def items(self) -> Iterable[tuple[bytes, bytes]]:
-        return self.fetched.items()
 
 
 @dataclass
 class _Tree:
     trie: SparseMerkleSumTrie
-    store: _PrefetchStore
+    store: PrefetchStore
     live_root: bytes | None  # what Redis holds, as far as this tree knows (None: no key yet)
-
-
-def _hex(digest: bytes) -> str:
-    return digest.hex()
 
 
 # --- RESP encoding of the commit -----------------------------------------------------------------
@@ -191,8 +134,8 @@ _DISCARD = _resp(b"DISCARD")
 _COMMITTED, _CONFLICT, _SEALED, _FENCED, _WRONGTYPE = 0, 1, 2, 3, 4
 
 
-class RedisSMSTStore:
-    """Per-session SMSTs of one supplier, stored in Redis."""
+class RedisSMSTStore(RedisSMSTReader):
+    """Per-session SMSTs of one supplier, stored in Redis (the write side; reads are inherited)."""
 
     #: the tree is committed before its accounting step, so it may run ahead of the counters
     exact_counters = False
@@ -207,9 +150,7 @@ class RedisSMSTStore:
         fence: Fence | None = None,
         max_cached_trees: int = 64,
     ) -> None:
-        self._redis = redis
-        self.supplier = supplier
-        self.keys = keys or KeyBuilder()
+        super().__init__(redis, supplier, keys=keys)
         self.ttl = ttl_seconds
         self.fence = fence
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
@@ -217,20 +158,6 @@ class RedisSMSTStore:
         self._seal = redis.register_script(scripts.SMST_SEAL)
         self._fenced_set = redis.register_script(scripts.FENCED_SET)
         self._fenced_delete = redis.register_script(scripts.FENCED_DELETE)
-        self._prefetch = redis.register_script(scripts.SMST_PREFETCH)
-
-    # --- keys -------------------------------------------------------------------------------
-    def nodes_key(self, sid: str) -> str:
-        return self.keys.smst_nodes_key(self.supplier, sid)
-
-    def live_root_key(self, sid: str) -> str:
-        return self.keys.smst_live_root_key(self.supplier, sid)
-
-    def root_key(self, sid: str) -> str:
-        return self.keys.smst_root_key(self.supplier, sid)
-
-    def stats_key(self, sid: str) -> str:
-        return self.keys.smst_stats_key(self.supplier, sid)
 
     def _fence_args(self) -> tuple[str, str]:
         if self.fence is None:
@@ -259,7 +186,7 @@ class RedisSMSTStore:
                 return None
             log.warning("discarding invalid sealed root", extra={"session_id": sid})
             await self._redis.delete(self.root_key(sid))
-        store = _PrefetchStore()
+        store = PrefetchStore()
         if live is not None and len(live) != DIGEST_SIZE:
             log.warning("discarding invalid live root", extra={"session_id": sid})
             await self._redis.delete(self.live_root_key(sid))
@@ -272,22 +199,6 @@ class RedisSMSTStore:
         while len(self._trees) > self._max:
             self._trees.popitem(last=False)
         return tree
-
-    async def _fetch(
-        self, sid: str, store: _PrefetchStore, root: bytes, mode: str, paths: Sequence[bytes]
-    ) -> None:
-        if not paths or root == PLACEHOLDER:
-            return
-        flat = await self._prefetch(keys=[self.nodes_key(sid)], args=[root, mode, *paths])
-        store.fetched.update(zip(flat[::2], flat[1::2], strict=True))
-
-    async def _fetch_one(self, sid: str, store: _PrefetchStore, digest: bytes) -> None:
-        value: bytes | None = await self._redis.hget(  # type: ignore[assignment]
-            self.nodes_key(sid), _hex(digest)
-        )
-        if not value:  # absent, or empty: a missing node (spec/miner_core.md §6.5)
-            raise SMSTNodeMissingError(digest)
-        store.fetched[digest] = value
 
     # --- relay path -------------------------------------------------------------------------
     async def apply(self, sid: str, leaves: Sequence[tuple[bytes, bytes, int]]) -> bool:
@@ -482,52 +393,6 @@ class RedisSMSTStore:
             raise
         return root
 
-    async def sealed_root(self, sid: str) -> bytes | None:
-        root: bytes | None = await self._redis.get(self.root_key(sid))  # type: ignore[assignment]
-        return root if root is not None and len(root) == DIGEST_SIZE else None
-
-    async def live_root(self, sid: str) -> bytes | None:
-        root: bytes | None = await self._redis.get(self.live_root_key(sid))  # type: ignore[assignment]
-        return root if root is not None and len(root) == DIGEST_SIZE else None
-
-    async def prove_closest(self, sid: str, path: bytes) -> tuple[bytes, ClosestProof]:
-        """Closest proof of ``path`` against the sealed root; returns ``(root, proof)``. The
-        nodes are read from Redis in one batched round trip (plus one per node the prefetch
-        missed, which does not happen on insert-only trees)."""
-        root = await self.sealed_root(sid)
-        if root is None:
-            raise SMSTNotSealedError(f"session {sid} has no sealed root")
-        store = _PrefetchStore()
-        trie = SparseMerkleSumTrie.import_root(store, root)
-        await self._fetch(sid, store, root, "closest", [path])
-        while True:
-            try:
-                return root, trie.prove_closest(path)
-            except SMSTNodeMissingError as missing:
-                await self._fetch_one(sid, store, missing.digest)
-
-    async def prove_closest_many(
-        self, sid: str, paths: Sequence[bytes]
-    ) -> tuple[bytes, list[ClosestProof]]:
-        """Closest proofs of every path against the sealed root, the nodes of all of them
-        fetched in one round trip (the lifecycle's tree check before a claim). Raises
-        :class:`SMSTNodeMissingError` when a node under the root is not stored."""
-        root = await self.sealed_root(sid)
-        if root is None:
-            raise SMSTNotSealedError(f"session {sid} has no sealed root")
-        store = _PrefetchStore()
-        trie = SparseMerkleSumTrie.import_root(store, root)
-        await self._fetch(sid, store, root, "closest", paths)
-        proofs = []
-        for path in paths:
-            while True:
-                try:
-                    proofs.append(trie.prove_closest(path))
-                    break
-                except SMSTNodeMissingError as missing:
-                    await self._fetch_one(sid, store, missing.digest)
-        return root, proofs
-
     async def delete(self, sid: str) -> None:
         """Drop every SMST key of the session (after it settled or failed for good); fenced."""
         self.forget(sid)
@@ -538,16 +403,6 @@ class RedisSMSTStore:
         except ResponseError as err:
             _raise_fenced(err)
             raise
-
-    async def load_trie(self, sid: str, root: bytes) -> SparseMerkleSumTrie:
-        """The whole tree at ``root`` in memory (inspection and tests; not for the hot path)."""
-        from relayminer.smst.mapstore import MemoryMapStore
-
-        raw: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
-            self.nodes_key(sid)
-        )
-        store = MemoryMapStore((bytes.fromhex(k.decode()), v) for k, v in raw.items())
-        return SparseMerkleSumTrie.import_root(store, root)
 
 
 def _raise_fenced(err: ResponseError) -> None:
