@@ -107,7 +107,7 @@ async def test_a_failing_wait_is_short_not_raised() -> None:
 
 
 @pytest.mark.parametrize(
-    "field,value",
+    ("field", "value"),
     [
         ("wait_replicas", -1),
         ("wait_replicas", True),
