@@ -11,9 +11,12 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from relayminer.config import RedisSection
+from relayminer.chain.base import Chain
+from relayminer.config import RedisSection, parse_config
 from relayminer.pipeline.replication import MARKER_CHANNEL, wait_for_replicas
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.leases import Fence
+from relayminer.runtime.miner import Miner
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import workload
 from tests.pipeline.test_worker import assert_mined, publish
@@ -128,3 +131,13 @@ def test_config_section() -> None:
         RedisSection(wait_timeout_ms=0)
     with pytest.raises(ValueError, match="wait_replicas"):
         RedisSection(wait_replicas=-1)
+
+
+async def test_the_miner_passes_the_redis_section_to_its_workers(
+    backend: RedisBackend,
+) -> None:
+    doc = {"suppliers": [SUP], "redis": {"wait_replicas": 2, "wait_timeout_ms": 250}}
+    chain: Chain = None  # type: ignore[assignment]  # building a pipeline never calls it
+    miner = Miner(parse_config(doc), backend.client, chain)
+    worker = miner._pipeline(SUP, Fence("lease", "token")).worker
+    assert (worker.config.wait_replicas, worker.config.wait_timeout_ms) == (2, 250)
