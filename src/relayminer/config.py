@@ -52,6 +52,11 @@ class RedisSection(_Section):
     #: run although Redis's ``maxmemory-policy`` may evict keys (an evicted tree or dedup set
     #: loses relays); without it ``relayminer run`` refuses to start on such a server
     allow_eviction: bool = False
+    #: after each accounting step, ``WAIT`` until this many replicas hold it (0: off). It bounds
+    #: the loss window of a failover; it does not guarantee: see docs/redis-deployments.md
+    wait_replicas: int = Field(0, ge=0, le=100)
+    #: how long that ``WAIT`` may block before the worker logs, counts and goes on
+    wait_timeout_ms: int = Field(1000, ge=1, le=60_000)
 
     @field_validator("url")
     @classmethod

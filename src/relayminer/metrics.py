@@ -120,6 +120,12 @@ BATCH_FAILURES = Counter(
     "Sessions of a batch whose processing failed; their entries stay pending (see logs).",
     ["supplier"],
 )
+WAIT_REPLICAS_SHORT = Counter(
+    "ha_miner_wait_replicas_short_total",
+    "Accounted batches fewer than redis.wait_replicas replicas acknowledged in time (the batch "
+    "is acked on the master; see logs).",
+    ["supplier"],
+)
 STATE_LOST = Counter(
     "ha_miner_state_lost_total",
     "Times Redis was found to have lost the miner's state while it ran (restart without "

@@ -63,6 +63,7 @@ from relayminer.pipeline.batch_result import BatchResult, record_batch
 from relayminer.pipeline.consumer import StreamConsumer, StreamEntry
 from relayminer.pipeline.epoch import StateEpoch
 from relayminer.pipeline.maintenance import StreamMaintenance
+from relayminer.pipeline.replication import wait_for_replicas
 from relayminer.pipeline.retry import Backoff, is_infrastructure_error, retry_infrastructure
 from relayminer.pipeline.sorting import BatchSorter
 from relayminer.runtime.aio import wait_or_stop
@@ -104,6 +105,11 @@ class WorkerConfig:
     #: and the worker holds no trees) or ``go`` (the worker commits Go-layout trees and the
     #: dedup set gates counting); see :mod:`relayminer.smst.layout`
     smst_layout: SMSTLayout = DEFAULT_LAYOUT
+    #: after each accounting step, ``WAIT`` until this many replicas hold it (0: off); short
+    #: replies are logged and counted, never retried (:mod:`relayminer.pipeline.replication`)
+    wait_replicas: int = 0
+    #: how long that ``WAIT`` may block
+    wait_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
         self.smst_layout = SMSTLayout(self.smst_layout)
@@ -124,6 +130,10 @@ class WorkerConfig:
             raise ValueError(f"WorkerConfig.batch_size must be <= {MAX_BATCH_SIZE}")
         if self.dedup_ttl_seconds is not None and self.dedup_ttl_seconds < 1:
             raise ValueError("WorkerConfig.dedup_ttl_seconds must be >= 1")
+        for name, low in (("wait_replicas", 0), ("wait_timeout_ms", 1)):  # WAIT 0: forever
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"WorkerConfig.{name} must be an int >= {low}, got {value!r}")
 
     @property
     def effective_dedup_ttl(self) -> int:
@@ -390,6 +400,10 @@ class RelayWorker:
             return await self._account(staged)
 
         await self._in_place("account", account)
+        if self.config.wait_replicas:
+            await wait_for_replicas(
+                self._redis, self.supplier, self.config.wait_replicas, self.config.wait_timeout_ms
+            )
         if self._trace:
             self._trace("accounted", len(entries))
         result.handled = len(entries) - len(staged.failed)

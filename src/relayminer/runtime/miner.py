@@ -215,6 +215,8 @@ class Miner:
                 dedup_ttl_seconds=c.dedup_ttl_seconds,
                 fence=fence,
                 smst_layout=c.smst.layout,
+                wait_replicas=c.redis.wait_replicas,
+                wait_timeout_ms=c.redis.wait_timeout_ms,
             ),
             on_batch=on_batch,
         )
