@@ -17,8 +17,9 @@ from relayminer.chain.sim.node.txcodec import TxDecodeError, decode_tx
 from relayminer.proto.cosmos_tx_pb2 import TxBody, TxRaw
 from tests.localnet.support import Key, make_config, sign_tx
 
-VECTORS = Path("/work/shared/vectors/pocket_tx_vectors.json")
 REPO = Path(__file__).resolve().parents[2]
+#: the cosmjs vectors, pinned in the repository (tests/chain_pocket checks their sha256)
+VECTORS = REPO / "tests" / "chain_pocket" / "pocket_tx_vectors.json"
 
 
 def _messages(case: dict[str, object]) -> list[MsgCreateClaim | MsgSubmitProof]:
@@ -44,7 +45,6 @@ def _messages(case: dict[str, object]) -> list[MsgCreateClaim | MsgSubmitProof]:
     return out
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="shared vectors not present")
 def test_vectors_decode_verify_and_match_the_test_signer() -> None:
     from coincurve import PrivateKey
 
