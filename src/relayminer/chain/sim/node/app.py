@@ -43,7 +43,7 @@ from relayminer.chain.sim.node.ante import (
     execution_gas,
     run_ante,
 )
-from relayminer.chain.sim.node.codes import TxError, deliver_log, handler_failure, sdk_error
+from relayminer.chain.sim.node.codes import TxError, deliver_log, sdk_error
 from relayminer.chain.sim.node.events import (
     AbciEvent,
     EventContext,
@@ -278,16 +278,15 @@ class LocalApp:
         record = await self.chain.tx_result(tx.hash)
         used = entry.ante_gas + execution_gas(tx)
         events = [AbciEvent.from_json(e) for e in entry.ante_events]
-        if record is not None and record.code != 0 and record.codespace:
-            # the simulator reports node-like results (codes, texts) itself
-            return TxResultDoc.failure(
-                entry, record.codespace, record.code, record.log, used, events
-            )
-        if record is None or record.code != 0:
-            reason = "tx missing from the simulated block" if record is None else record.log
-            index = 0 if record is None or record.msg_index is None else record.msg_index
-            log = deliver_log(index, handler_failure(reason))
+        if record is None:  # cannot happen for a tx the block took; reported as a node would
+            log = deliver_log(0, "Internal", "tx missing from the simulated block")
             return TxResultDoc.failure(entry, "undefined", 1, log, used, events)
+        if record.code != 0:
+            # The simulator reports node-like results itself: ValidateBasic codes, or code 1 /
+            # "undefined" with poktroll's handler text (chain/sim/errors.py TxRejectedError).
+            return TxResultDoc.failure(
+                entry, record.codespace or "undefined", record.code, record.log, used, events
+            )
         msg_events = list(record.events)
         for index, msg in enumerate(tx.msgs):
             events.append(message_event(tx.type_urls[index], msg.supplier_operator_address, index))

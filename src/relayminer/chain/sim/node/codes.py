@@ -3,15 +3,15 @@
 - :class:`TxError` is a registered error: ``(codespace, code)`` plus a log written the way
   cosmossdk.io/errors prints a wrapped error, ``"<detail>: <registered description>"``
   (cosmos-sdk ``types/errors/errors.go``; poktroll ``x/proof/types/errors.go``);
-- :func:`handler_failure` turns a simulated-chain message rejection into what a poktroll message
-  handler returns, a gRPC status (code + text). A node reports that in DeliverTx as code 1 in
-  codespace ``undefined`` with "failed to execute message; message index: N: rpc error: code =
-  C desc = TEXT" (:func:`deliver_log`), and in Simulate as gRPC Unknown (``docs/localnet.md``).
+- a message handler's failure is a gRPC status (code + text). A node reports it in DeliverTx as
+  code 1 in codespace ``undefined`` with "failed to execute message; message index: N: rpc
+  error: code = C desc = TEXT" (:func:`deliver_log`; the simulated chain writes these logs
+  itself, ``chain/sim/errors.py``), and in Simulate as gRPC Unknown (``docs/localnet.md``).
 
 >>> sdk_error(32, "account sequence mismatch, expected 1, got 0").log
 'account sequence mismatch, expected 1, got 0: incorrect account sequence'
->>> handler_failure("claim window: height 9 is outside the claim window [6, 8] ...").grpc_code
-'FailedPrecondition'
+>>> deliver_log(1, "FailedPrecondition", "proof not required").split("; ")[1]
+'message index: 1: rpc error: code = FailedPrecondition desc = proof not required'
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
-    "HandlerFailure",
     "TxError",
     "deliver_log",
     "go_duration",
-    "handler_failure",
     "proof_error",
     "sdk_error",
 ]
@@ -116,50 +114,10 @@ def go_duration(seconds: int) -> str:
     return f"{secs}s"
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerFailure:
-    """A message handler's gRPC status: ``grpc_code`` (Go name) and its text."""
-
-    grpc_code: str
-    text: str
-
-
-# Simulated-chain log prefixes -> (gRPC code, poktroll registered description). A log that
-# already carries a poktroll description keeps its text (the simulator may word them so).
-_SIM_PREFIXES: Final[tuple[tuple[str, str, int], ...]] = (
-    ("claim window", "FailedPrecondition", 1121),
-    ("proof window", "FailedPrecondition", 1122),
-    ("claim not found", "FailedPrecondition", 1106),
-    ("proof not required", "FailedPrecondition", 1129),
-    ("insufficient balance", "FailedPrecondition", 1127),
-    ("compute units mismatch", "InvalidArgument", 1126),
-    ("session header mismatch", "InvalidArgument", 1116),
-    ("session not found", "InvalidArgument", 1116),
-    ("unknown supplier", "InvalidArgument", 1102),
-    ("supplier ", "InvalidArgument", 1102),
-    ("failed to decode proof", "InvalidArgument", 1108),
-    ("proof is empty", "InvalidArgument", 1108),
-    ("unknown service", "NotFound", 1125),
-)
-_CODE_OF_DESCRIPTION: Final[dict[str, str]] = {
-    PROOF_DESCRIPTIONS[code]: grpc for _, grpc, code in _SIM_PREFIXES
-}
-
-
-def handler_failure(sim_log: str) -> HandlerFailure:
-    """What a poktroll message handler would have returned for a simulated-chain rejection."""
-    for description, grpc_code in _CODE_OF_DESCRIPTION.items():
-        if sim_log.endswith(description):
-            return HandlerFailure(grpc_code, sim_log)
-    for prefix, grpc_code, code in _SIM_PREFIXES:
-        if sim_log.startswith(prefix):
-            return HandlerFailure(grpc_code, f"{sim_log}: {PROOF_DESCRIPTIONS[code]}")
-    return HandlerFailure("Internal", sim_log)
-
-
-def deliver_log(msg_index: int, failure: HandlerFailure) -> str:
-    """The log of a tx whose message ``msg_index`` failed (baseapp ``runMsgs`` wrapping)."""
+def deliver_log(msg_index: int, grpc_code: str, text: str) -> str:
+    """The log of a tx whose message ``msg_index`` failed with gRPC status ``grpc_code`` and
+    ``text`` (baseapp ``runMsgs`` wrapping)."""
     return (
         f"failed to execute message; message index: {msg_index}: "
-        f"rpc error: code = {failure.grpc_code} desc = {failure.text}"
+        f"rpc error: code = {grpc_code} desc = {text}"
     )
