@@ -103,6 +103,22 @@ REBROADCASTS = Counter(
     "Claims and proofs resent by the inclusion reconciler.",
     ["supplier", "phase"],
 )
+TXS_FAILED_AT_EXECUTION = Counter(
+    "ha_miner_txs_failed_at_execution_total",
+    "Claims and proofs included in a block with a non-zero result code (resent while their "
+    "window is open).",
+    ["supplier", "phase"],
+)
+SUBMIT_DELAY_BLOCKS = Histogram(
+    "ha_miner_submit_delay_blocks",
+    "Blocks from a claim or proof window opening to the broadcast of that claim or proof.",
+    ["phase"],
+    buckets=(0, 1, 2, 3, 4, 6, 8, 12, 16),
+)
+MINING_PAUSE_SECONDS = Counter(
+    "ha_miner_mining_paused_seconds_total",
+    "Seconds relay workers waited between batches for lifecycle passes (lifecycle priority).",
+)
 LEASE_OWNED = Gauge(
     "ha_miner_supplier_lease_owned",
     "1 while this replica owns the supplier's lease.",

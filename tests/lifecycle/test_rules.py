@@ -92,13 +92,15 @@ def test_bad_lifecycle_config_names_the_field(kwargs: dict[str, object]) -> None
         LifecycleConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def test_resend_threshold() -> None:
+def test_resend_is_due_only_after_the_inclusion_deadline() -> None:
     never = RebroadcastEntry(
         "s", b"m", submit_height=6, tx_hash="", original_tx_hash="", service_id="svc"
     )
     sent = RebroadcastEntry("s", b"m", 6, "T", "T", "svc")
-    assert never.resend_threshold(10) == 7  # never broadcast: resend at once
-    assert sent.resend_threshold(10) == 8  # give the original half the window
+    assert not never.resend_due(6, 2)  # not in the mempool: resend from the next block
+    assert never.resend_due(7, 2)
+    assert not sent.resend_due(7, 2)  # may still be on its way
+    assert sent.resend_due(8, 2)  # missing after its deadline
 
 
 async def test_rebroadcast_store_round_trip_and_index(backend: RedisBackend) -> None:

@@ -14,8 +14,9 @@ Conventions every implementation follows:
 - ``shared_params(height)`` returns the params effective at ``height`` (history included);
   ``shared_params(None)`` the live ones;
 - ``broadcast`` is CheckTx: ``TxResult.code == 0`` means *accepted into the mempool*, not
-  included. Inclusion is observed through ``get_claim``/``claims`` (proof inclusion through
-  the claim's ``proof_validation_status``);
+  included. Inclusion is observed through ``tx_status`` (the tx's execution result, by hash)
+  and ``get_claim``/``claims`` (proof inclusion through the claim's
+  ``proof_validation_status``);
 - a transport failure raises :class:`ChainUnavailableError`; a rejected tx is a ``TxResult``
   with the node's ``codespace`` and non-zero ``code``; :attr:`TxResult.reason` classifies
   them (:mod:`relayminer.chain.rejections`), and nothing decides on the ``log``.
@@ -160,6 +161,12 @@ class Chain(Protocol):
 
     async def broadcast(self, msgs: Sequence[Msg]) -> TxResult:
         """Submit one transaction holding ``msgs`` (all or nothing when it executes)."""
+        ...
+
+    async def tx_status(self, tx_hash: str) -> TxResult | None:
+        """How a broadcast tx executed once a block included it (DeliverTx: ``code`` 0 means
+        its messages executed; non-zero means it failed at execution and changed nothing);
+        None while no block holds it (pending, evicted, or a node without a tx index)."""
         ...
 
     async def events(self, from_height: int, to_height: int) -> list[ChainEvent]:

@@ -36,7 +36,7 @@ __all__ = ["demo"]
     is_flag=True,
     help="Print the summary as one JSON object on stdout, and nothing else on stdout.",
 )
-@click.option("--suppliers", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option("--suppliers", default=3, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--relays-per-second",
     default=200.0,

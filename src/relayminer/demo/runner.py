@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from relayminer.chain.sim.loadgen import LoadGenerator
 from relayminer.chain.sim.setup import open_simulated_chain
 from relayminer.chain.sim.state import SimChainKeys
 from relayminer.config import MinerConfig, parse_config
+from relayminer.demo.summary import DemoProgress, DemoSummary, MemorySampler, SubmitDelays
 from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.manager import PassReport
@@ -183,97 +185,6 @@ def demo_config(options: DemoOptions, redis_url: str | None = None) -> MinerConf
     )
 
 
-# --- progress and summary ----------------------------------------------------------------------
-
-
-@dataclass
-class DemoProgress:
-    """What the live display shows."""
-
-    phase: str  # "load", "settling", "done"
-    height: int
-    relays_published: int
-    relays_mined: int  # as the workers reported their batches
-    published_per_second: float
-    mined_per_second: float
-    sessions_by_state: dict[str, int]
-    claims_submitted: int
-    proofs_submitted: int
-    claims_settled: int
-    elapsed_seconds: float
-    settle_height: int | None = None  # the height the demo waits for (after the load)
-
-
-@dataclass
-class DemoSummary:
-    """The outcome of a demo run (``as_dict`` is the ``--json`` document)."""
-
-    relays_published: int
-    relays_mined: int
-    sessions: int
-    sessions_proved: int
-    sessions_probabilistic_proved: int
-    sessions_failed: int
-    sessions_by_state: dict[str, int]
-    sessions_settled: int
-    claims_submitted: int
-    proofs_submitted: int
-    claims_settled: int
-    claims_expired: int
-    rewards_upokt: dict[str, int]
-    rewards_total_upokt: int
-    suppliers: list[str]
-    published_per_supplier: dict[str, int]
-    start_height: int
-    end_height: int
-    duration_seconds: float
-    load_seconds: float
-    relays_per_second: float
-    chain: dict[str, int]
-    redis: str = "external"
-    redis_server_pid: int | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def blocks(self) -> int:
-        return self.end_height - self.start_height
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "relays_published": self.relays_published,
-            "relays_mined": self.relays_mined,
-            "sessions": self.sessions,
-            "sessions_proved": self.sessions_proved,
-            "sessions_probabilistic_proved": self.sessions_probabilistic_proved,
-            "sessions_failed": self.sessions_failed,
-            "sessions_by_state": dict(self.sessions_by_state),
-            "sessions_settled": self.sessions_settled,
-            "claims_submitted": self.claims_submitted,
-            "proofs_submitted": self.proofs_submitted,
-            "claims_settled": self.claims_settled,
-            "claims_expired": self.claims_expired,
-            "rewards_upokt": dict(self.rewards_upokt),
-            "rewards_total_upokt": self.rewards_total_upokt,
-            "suppliers": list(self.suppliers),
-            "published_per_supplier": dict(self.published_per_supplier),
-            "start_height": self.start_height,
-            "end_height": self.end_height,
-            "blocks": self.blocks,
-            "duration_seconds": round(self.duration_seconds, 3),
-            "load_seconds": round(self.load_seconds, 3),
-            "relays_per_second": round(self.relays_per_second, 1),
-            "chain": dict(self.chain),
-            "redis": self.redis,
-            "redis_server_pid": self.redis_server_pid,
-            "problems": list(self.problems),
-        }
-
-
 ProgressSink = Callable[[DemoProgress], None]
 
 
@@ -287,6 +198,8 @@ class _Live:
     mined: int = 0
     claims: int = 0
     proofs: int = 0
+    failed_at_execution: int = 0
+    delays: SubmitDelays = field(default_factory=SubmitDelays)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def on_batch(self, _supplier: str, result: BatchResult) -> None:
@@ -295,6 +208,9 @@ class _Live:
     def on_pass(self, _supplier: str, report: PassReport) -> None:
         self.claims += len(report.claimed)
         self.proofs += len(report.proved)
+        self.failed_at_execution += len(report.failed_at_execution)
+        for phase, blocks in report.delays:
+            self.delays.add(phase, blocks)
         self.wake.set()
 
 
@@ -331,6 +247,12 @@ class _Demo:
         }
         self.problems: list[str] = []
         self.started = time.monotonic()
+        self.resources = MemorySampler()
+        #: the session snapshots, re-read at most every ``_read_every`` seconds: with many
+        #: suppliers a read is thousands of round trips, and the demo must not starve the miner
+        self._snapshots: dict[tuple[str, str], SessionSnapshot] = {}
+        self._read_at = -math.inf
+        self._read_every = options.refresh_seconds
 
     def _localnet_world(self) -> None:
         """Real addresses: suppliers from deterministic test keys, applications derived."""
@@ -439,7 +361,8 @@ class _Demo:
                 self.problems.append("the miner stopped before the sessions were settled")
                 return
             height = (await chain.latest_block()).height
-            snapshots = await self.snapshots()
+            self.resources.sample()
+            snapshots = await self._recent_snapshots()
             settle_height: int | None = None
             if load_task.done():
                 expected = set(loadgen.stats.sessions)
@@ -483,6 +406,17 @@ class _Demo:
             for w in own:
                 if not w.done():
                     w.cancel()
+
+    async def _recent_snapshots(self) -> dict[tuple[str, str], SessionSnapshot]:
+        """The snapshots, re-read once the last read is ``_read_every`` old; a read that took
+        ``t`` seconds waits ``4 t`` before the next (at most a fifth of the time reading)."""
+        now = time.monotonic()
+        if now - self._read_at >= self._read_every:
+            self._snapshots = await self.snapshots()
+            took = time.monotonic() - now
+            self._read_at = time.monotonic()
+            self._read_every = max(self.options.refresh_seconds, 4 * took)
+        return self._snapshots
 
     @staticmethod
     def _settled(
@@ -593,6 +527,10 @@ class _Demo:
             load_seconds=stats.elapsed_seconds,
             relays_per_second=stats.relays_per_second,
             chain=chain_summary.as_dict(),
+            submit_delay_blocks=self.live.delays.as_dict(),
+            txs_failed_at_execution=chain_summary.txs_failed,
+            cpu_seconds=self.resources.cpu_seconds(),
+            rss_mb=self.resources.rss(),
             problems=problems,
         )
 

@@ -74,6 +74,8 @@ class ClaimPhase:
                 await ctx.coordinator.on_session_claimed(sid, b.root, result.tx_hash)
                 await ctx.remember(TxPhase.CLAIM, b, height, result.tx_hash)
                 metrics.CLAIMS_SUBMITTED.labels(supplier=ctx.supplier).inc()
+                windows = await ctx.windows(b.snapshot.session_end_height, height)
+                ctx.record_delay(TxPhase.CLAIM, height - windows.claim_open, report)
                 report.claimed.append(sid)
                 continue
             await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)

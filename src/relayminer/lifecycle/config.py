@@ -32,12 +32,20 @@ class LifecycleConfig(BaseModel):
     #: one tx per session end height (False: one tx per session)
     batch_claims: bool = True
     batch_proofs: bool = True
-    #: inclusion reconciler: resends of a claim/proof the chain did not include (0: observe)
-    max_rebroadcasts: int = Field(1, ge=0)
+    #: inclusion reconciler: resends of a claim/proof that failed at execution or was not
+    #: included by its deadline (0: observe only)
+    max_rebroadcasts: int = Field(3, ge=0)
+    #: blocks a broadcast the mempool accepted gets to appear in a block before it is resent
+    inclusion_deadline_blocks: int = Field(2, ge=1)
     rebroadcast_safety_blocks: int = Field(1, ge=0)
     rebroadcast_ttl_seconds: int = Field(3600, ge=1)
     #: closest proofs checked against a tree's root before it is claimed (its completeness)
     tree_check_samples: int = Field(16, ge=0, le=256)
+    #: lifecycle priority: relay workers wait between batches while lifecycle passes run, for
+    #: at most this long per batch (0: no priority; ``relayminer.runtime.priority``)
+    max_mining_pause_seconds: float = Field(2.0, ge=0)
+    #: lifecycle passes (one per owned supplier and block) running at once; the rest queue
+    max_concurrent_passes: int = Field(32, ge=1)
     #: how long one wait for the next block may take before the loop checks ``stop`` again
     block_wait_timeout_seconds: float = Field(5.0, gt=0)
 
@@ -52,4 +60,8 @@ class PassReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, SessionState] = field(default_factory=dict)
     resent: list[str] = field(default_factory=list)
+    #: sessions whose claim or proof tx was found in a block with a non-zero code
+    failed_at_execution: list[str] = field(default_factory=list)
+    #: (phase, blocks from its window opening to this broadcast) of each claim/proof sent
+    delays: list[tuple[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

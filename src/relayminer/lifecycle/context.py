@@ -121,6 +121,11 @@ class SupplierContext:
                 results[b.snapshot.session_id] = err
         return results
 
+    def record_delay(self, phase: TxPhase, blocks: int, report: PassReport) -> None:
+        """A claim or proof went out ``blocks`` after its window opened (0: at once)."""
+        metrics.SUBMIT_DELAY_BLOCKS.labels(phase=phase.value).observe(blocks)
+        report.delays.append((phase.value, blocks))
+
     async def remember(self, phase: TxPhase, b: Built, height: int, tx_hash: str) -> None:
         """Keep the message for the inclusion reconciler."""
         s = b.snapshot

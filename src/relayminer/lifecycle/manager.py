@@ -28,6 +28,7 @@ empty trees are finalised as ``claim_skipped`` (Q6). Every transition goes throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from relayminer.lifecycle.rules import Action, next_action
 from relayminer.lifecycle.settlement import SettlementRecorder
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.priority import LifecyclePriority
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.dedup import DeduplicatorConfig, RedisDeduplicator
 from relayminer.sessions.model import SessionSnapshot, SessionState
@@ -87,8 +89,10 @@ class LifecycleManager:
         fence: Fence | None = None,
         on_pass: Callable[[PassReport], Awaitable[None] | None] | None = None,
         smst_layout: SMSTLayout = DEFAULT_LAYOUT,
+        priority: LifecyclePriority | None = None,
     ) -> None:
         self.supplier = supplier
+        self._priority = priority
         self.chain = chain
         self.keys = keys or KeyBuilder()
         self.config = config or LifecycleConfig()
@@ -137,13 +141,17 @@ class LifecycleManager:
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """One pass per new block until ``stop`` is set. Heights are coalesced: a slow pass is
-        followed by one pass at the newest height (the rules are level-triggered)."""
+        followed by one pass at the newest height (the rules are level-triggered). With a
+        ``priority``, relay mining yields while the pass runs
+        (:mod:`relayminer.runtime.priority`)."""
         while not stop.is_set():
             block = await self._next_block(stop)
             if block is None or block.height <= self._last_height:
                 continue
+            held = self._priority.lifecycle_pass() if self._priority else contextlib.nullcontext()
             try:
-                await self.pass_at(block.height)
+                async with held:  # relay workers wait between batches meanwhile
+                    await self.pass_at(block.height)
             except LeaseLostError:
                 raise
             except RelayMinerError as err:  # a failed pass is retried at the next block
@@ -183,9 +191,7 @@ class LifecycleManager:
         report = PassReport(height)
         await self._check_fence()
         self.context.params.clear()
-        sessions: list[SessionSnapshot] = []
-        for state in _LIVE_STATES:
-            sessions += await self.store.get_by_state(state)
+        sessions = await self.store.get_by_states(_LIVE_STATES)
         claims: dict[int, list[SessionSnapshot]] = defaultdict(list)
         proofs: dict[int, list[SessionSnapshot]] = defaultdict(list)
         for s in sessions:

@@ -70,6 +70,7 @@ class ProofPhase:
                 await ctx.remember(TxPhase.PROOF, b, height, result.tx_hash)
                 await ctx.coordinator.on_session_proved(sid)
                 metrics.PROOFS_SUBMITTED.labels(supplier=ctx.supplier).inc()
+                ctx.record_delay(TxPhase.PROOF, height - windows.proof_open, report)
                 report.proved.append(sid)
                 continue
             await ctx.not_accepted(TxPhase.PROOF, b, result, height, report)

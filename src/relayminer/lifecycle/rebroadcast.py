@@ -1,7 +1,8 @@
 """Rebroadcast entries: what the inclusion reconciler may resend (docs/lifecycle.md).
 
-A broadcast accepted by the mempool (CheckTx code 0) can still be evicted; the reconciler
-checks inclusion every block and resends a missing claim or proof once, from the stored message.
+A broadcast accepted by the mempool (CheckTx code 0) can still be evicted, or be included and
+fail at execution; the reconciler checks every block and resends such a claim or proof from the
+stored message (:mod:`relayminer.lifecycle.reconciler`).
 
 Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag):
 
@@ -9,8 +10,9 @@ Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag
 - ``ha:miner:rebroadcast:{phase}:index``: SET of ``"{supplier}:{E}"`` groups with entries.
 
 Entry JSON: ``m`` marshalled ``MsgCreateClaim``/``MsgSubmitProof`` (base64, as Go's JSON of
-``[]byte``), ``h`` submit height, ``t`` latest tx hash, ``o`` original tx hash (empty: never
-broadcast), ``s`` service id, ``n`` resends done. TTL 1 h on both keys, refreshed on put.
+``[]byte``), ``h`` height of the latest broadcast, ``t`` latest tx hash (empty: not in the
+mempool), ``o`` original tx hash (empty: never broadcast), ``s`` service id, ``n`` resends
+done. TTL 1 h on both keys, refreshed on put.
 
 Every write is one script that checks the supplier's lease token first (with a ``fence``): a
 stale owner's put or delete raises :class:`LeaseLostError` and changes nothing.
@@ -70,11 +72,21 @@ class RebroadcastEntry:
             int(doc.get("n", 0)),
         )
 
-    def resend_threshold(self, window_close: int) -> int:
-        """Never broadcast: resend at once; otherwise give the original half the window."""
-        if not self.original_tx_hash:
-            return self.submit_height + 1
-        return self.submit_height + (window_close - self.submit_height) // 2
+    def resend_due(self, height: int, inclusion_deadline_blocks: int) -> bool:
+        """Whether a tx that is in no block may be resent at ``height``: from the next block
+        when it is not in the mempool (never broadcast, or a resend refused); otherwise only
+        once its inclusion deadline (``inclusion_deadline_blocks``
+        after its last broadcast) has passed. Earlier, it may simply be on its way: a resend
+        then is a redundant tx, and on a real chain every tx is a fee.
+
+        >>> e = RebroadcastEntry("s", b"", submit_height=10, tx_hash="AB", original_tx_hash="AB",
+        ...                      service_id="svc")
+        >>> e.resend_due(11, 2), e.resend_due(12, 2)
+        (False, True)
+        """
+        if not self.tx_hash:
+            return height > self.submit_height
+        return height >= self.submit_height + inclusion_deadline_blocks
 
 
 class RebroadcastStore:
@@ -96,12 +108,14 @@ class RebroadcastStore:
         self.fence = fence
         self._put = redis.register_script(scripts.REBROADCAST_PUT)
         self._delete = redis.register_script(scripts.REBROADCAST_DELETE)
+        #: phase -> this supplier's group end heights, once read (see :meth:`groups`)
+        self._known: dict[str, set[int]] = {}
 
-    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> None:
+    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
         token = self.fence.token if self.fence else ""
         try:
-            await script(keys=[fence_key, *keys], args=[token, *args])
+            return await script(keys=[fence_key, *keys], args=[token, *args])
         except ResponseError as err:
             if "FENCED" in str(err):
                 raise LeaseLostError(f"lease of {self.supplier} lost: rebroadcast write") from err
@@ -118,31 +132,45 @@ class RebroadcastStore:
             [key, index],
             [self.ttl, entry.session_id, entry.to_json(), self._member(end_height)],
         )
+        known = self._known.get(phase)
+        if known is not None:
+            known.add(end_height)
 
     async def groups(self, phase: str) -> list[int]:
-        """Session end heights of this supplier that have entries in ``phase``."""
-        index = self.keys.rebroadcast_index_key(phase)
-        members: set[bytes] = await self._redis.smembers(index)  # type: ignore[assignment]
-        out = []
-        for m in members:
-            supplier, _, end = m.decode().rpartition(":")
-            if supplier == self.supplier and end.isdigit():
-                out.append(int(end))
-        return sorted(out)
+        """Session end heights of this supplier that have entries in ``phase``.
+
+        The phase index is shared by every supplier (the Go layout), so it is read once per
+        store, when the pipeline starts (a takeover finds the old owner's entries there); from
+        then on this store knows its groups itself: while the lease is ours nobody else writes
+        them. Reading the whole index at every pass would cost ``O(suppliers)`` per supplier
+        per block.
+        """
+        known = self._known.get(phase)
+        if known is None:
+            index = self.keys.rebroadcast_index_key(phase)
+            members: set[bytes] = await self._redis.smembers(index)  # type: ignore[assignment]
+            known = set()
+            for m in members:
+                supplier, _, end = m.decode().rpartition(":")
+                if supplier == self.supplier and end.isdigit():
+                    known.add(int(end))
+            self._known[phase] = known
+        return sorted(known)
 
     async def entries(self, phase: str, end_height: int) -> dict[str, RebroadcastEntry]:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         raw: dict[bytes, bytes] = await self._redis.hgetall(key)  # type: ignore[assignment]
-        if not raw:  # expired: reap the index member
+        if not raw:  # emptied or expired: reap the index member
             await self._write(
                 self._delete,
                 [key, self.keys.rebroadcast_index_key(phase)],
                 ["", self._member(end_height)],
             )
+            self._known.get(phase, set()).discard(end_height)
         return {sid.decode(): RebroadcastEntry.from_json(sid.decode(), v) for sid, v in raw.items()}
 
     async def delete(self, phase: str, end_height: int, session_id: str) -> None:
-        await self._write(
+        emptied = await self._write(
             self._delete,
             [
                 self.keys.rebroadcast_key(phase, self.supplier, end_height),
@@ -150,3 +178,5 @@ class RebroadcastStore:
             ],
             [session_id, self._member(end_height)],
         )
+        if emptied == 2:
+            self._known.get(phase, set()).discard(end_height)

@@ -1,9 +1,21 @@
-"""The inclusion reconciler: a claim or proof the mempool accepted may still never land.
+"""The inclusion reconciler: a claim or proof the mempool accepted may still never count.
 
-Every pass it compares the rebroadcast records (:mod:`relayminer.lifecycle.rebroadcast`) with
-the supplier's claims on chain: an included claim (or a VALIDATED proof) is done; a missing
-one is resent from its stored message, at most ``max_rebroadcasts`` times and only while its
-window leaves ``rebroadcast_safety_blocks`` of slack; once the window is over it is given up.
+Every pass it looks at each rebroadcast record (:mod:`relayminer.lifecycle.rebroadcast`) and
+decides on evidence only (``docs/lifecycle.md``, "Inclusion"):
+
+1. the chain's state shows it (the claim exists; the proof is VALIDATED; for a proof, a claim
+   already gone was settled or expired): done;
+2. its window is over: given up;
+3. its tx is in a block (:meth:`Chain.tx_status`, by hash) and executed (code 0): done (the
+   state read raced the block);
+4. its tx is in a block and **failed at execution** (non-zero code): noticed here, one block
+   after it landed, and resent at once while the window leaves ``rebroadcast_safety_blocks``;
+   a reason no resend can fix (:data:`_FINAL`) ends the record instead;
+5. its tx is in no block: resent only once its inclusion deadline passed
+   (``inclusion_deadline_blocks`` after the broadcast); before that it may be on its way, and a
+   redundant tx is a fee on a real chain.
+
+Resends of one session end height go out as one tx, at most ``max_rebroadcasts`` per record.
 A claim found on chain for a session marked ``claim_tx_error`` heals the session back into the
 proof flow (the Go miner never does this).
 """
@@ -11,12 +23,13 @@ proof flow (the Go miner never does this).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from relayminer import metrics
-from relayminer.chain.base import ChainUnavailableError, Msg
-from relayminer.chain.rejections import TxPhase
+from relayminer.chain.base import ChainUnavailableError, Msg, TxResult
+from relayminer.chain.rejections import Rejection, TxPhase
 from relayminer.lifecycle.config import PassReport
-from relayminer.lifecycle.context import SupplierContext
+from relayminer.lifecycle.context import SupplierContext, accepted
 from relayminer.lifecycle.rebroadcast import RebroadcastEntry
 from relayminer.proto.poktroll_pb2 import VALIDATED, MsgCreateClaim, MsgSubmitProof
 from relayminer.sessions.model import SessionState
@@ -25,6 +38,26 @@ __all__ = ["InclusionReconciler"]
 
 log = logging.getLogger(__name__)
 
+#: failures at execution (or rejections of a resend) that the same message cannot overcome
+_FINAL = frozenset(
+    {
+        Rejection.WINDOW_CLOSED,
+        Rejection.INVALID_CONTENT,
+        Rejection.CONFIGURATION,
+        Rejection.CLAIM_MISSING,
+        Rejection.PROOF_NOT_REQUIRED,
+    }
+)
+
+
+@dataclass
+class _Pass:
+    """What one reconciler pass reads once: the supplier's claims, tx results by hash."""
+
+    claims: dict[str, int] | None = None
+    claims_read: bool = False
+    txs: dict[str, TxResult | None] = field(default_factory=dict)
+
 
 class InclusionReconciler:
     def __init__(self, ctx: SupplierContext) -> None:
@@ -32,82 +65,186 @@ class InclusionReconciler:
 
     async def run(self, height: int, report: PassReport) -> None:
         ctx = self.ctx
-        claims_on_chain: dict[str, int] | None = None
+        seen = _Pass()
         for phase in TxPhase:
             for end_height in await ctx.rebroadcasts.groups(phase.value):
                 entries = await ctx.rebroadcasts.entries(phase.value, end_height)
                 if not entries:
                     continue
-                if claims_on_chain is None:
-                    try:
-                        claims_on_chain = {
-                            c.session_header.session_id: c.proof_validation_status
-                            for c in await ctx.chain.claims(ctx.supplier)
-                        }
-                    except ChainUnavailableError:
-                        claims_on_chain = None
+                if not seen.claims_read:
+                    seen.claims = await self._claims_on_chain()
+                    seen.claims_read = True
                 windows = await ctx.windows(end_height, height)
                 close = windows.claim_close if phase is TxPhase.CLAIM else windows.proof_close
+                due: list[RebroadcastEntry] = []
                 for entry in entries.values():
-                    await self._one(
-                        phase, end_height, entry, claims_on_chain, close, height, report
-                    )
+                    if await self._one(phase, end_height, entry, seen, close, height, report):
+                        due.append(entry)
+                if due:
+                    await self._resend(phase, end_height, due, height, report)
+
+    async def _claims_on_chain(self) -> dict[str, int] | None:
+        try:
+            return {
+                c.session_header.session_id: c.proof_validation_status
+                for c in await self.ctx.chain.claims(self.ctx.supplier)
+            }
+        except ChainUnavailableError:
+            return None
+
+    async def _executed(self, tx_hash: str, seen: _Pass) -> TxResult | None:
+        """The tx's execution result (None: in no block, or the chain cannot say now)."""
+        if not tx_hash:
+            return None
+        if tx_hash not in seen.txs:
+            try:
+                seen.txs[tx_hash] = await self.ctx.chain.tx_status(tx_hash)
+            except ChainUnavailableError:
+                seen.txs[tx_hash] = None
+        return seen.txs[tx_hash]
 
     async def _one(
         self,
         phase: TxPhase,
         end_height: int,
         entry: RebroadcastEntry,
-        on_chain: dict[str, int] | None,
+        seen: _Pass,
         close: int,
         height: int,
         report: PassReport,
-    ) -> None:
+    ) -> bool:
+        """Settle one record from the evidence; True when it is due for a resend."""
         ctx = self.ctx
         sid = entry.session_id
-        if on_chain is not None:
-            status = on_chain.get(sid)
+        if seen.claims is not None:
+            status = seen.claims.get(sid)
             included = status is not None if phase is TxPhase.CLAIM else status == VALIDATED
             gone = phase is TxPhase.PROOF and status is None  # settled, expired, never claimed
             if included or gone:
-                if included and phase is TxPhase.CLAIM:
-                    await self._heal_claim(sid, entry)
-                await ctx.rebroadcasts.delete(phase.value, end_height, sid)
-                return
-        if height >= close:  # missing and the window is over
+                await self._done(phase, end_height, entry, included)
+                return False
+        if height >= close:  # not on chain and the window is over
             log.warning(
                 "never included",
                 extra={"supplier": ctx.supplier, "phase": phase.value, "session_id": sid},
             )
             await ctx.rebroadcasts.delete(phase.value, end_height, sid)
-            return
-        if (
-            entry.resends < ctx.config.max_rebroadcasts
-            and height >= entry.resend_threshold(close)
-            and height < close - ctx.config.rebroadcast_safety_blocks
-        ):
-            msg: Msg = MsgCreateClaim() if phase is TxPhase.CLAIM else MsgSubmitProof()
-            msg.ParseFromString(entry.message)
-            try:
-                result = await ctx.chain.broadcast([msg])
-            except ChainUnavailableError as err:
-                log.warning("resend failed", extra={"session_id": sid, "error": str(err)})
-                return
-            entry.resends += 1
-            entry.tx_hash = result.tx_hash
-            await ctx.rebroadcasts.put(phase.value, end_height, entry)
-            metrics.REBROADCASTS.labels(supplier=ctx.supplier, phase=phase.value).inc()
-            report.resent.append(sid)
-            log.info(
-                "resent",
+            return False
+        executed = await self._executed(entry.tx_hash, seen)
+        if executed is not None and executed.ok:
+            await self._done(phase, end_height, entry, True)
+            return False
+        if executed is not None:  # in a block, failed at execution: changed nothing
+            metrics.TXS_FAILED_AT_EXECUTION.labels(supplier=ctx.supplier, phase=phase.value).inc()
+            report.failed_at_execution.append(sid)
+            log.warning(
+                f"{phase.value} failed at execution",
                 extra={
                     "supplier": ctx.supplier,
-                    "phase": phase.value,
                     "session_id": sid,
-                    "ok": result.ok,
-                    "reason": result.reason.value,
+                    "tx_hash": entry.tx_hash,
+                    "reason": executed.reason.value,
+                    "codespace": executed.codespace,
+                    "code": executed.code,
+                    "log": executed.log,
                 },
             )
+            if executed.reason in _FINAL or not self._may_resend(entry, close, height):
+                await self._give_up(phase, end_height, entry, executed.reason.value)
+                return False
+            return True
+        return entry.resend_due(height, ctx.config.inclusion_deadline_blocks) and (
+            self._may_resend(entry, close, height)
+        )
+
+    def _may_resend(self, entry: RebroadcastEntry, close: int, height: int) -> bool:
+        config = self.ctx.config
+        return (
+            entry.resends < config.max_rebroadcasts
+            and height < close - config.rebroadcast_safety_blocks
+        )
+
+    async def _done(
+        self, phase: TxPhase, end_height: int, entry: RebroadcastEntry, included: bool
+    ) -> None:
+        if included and phase is TxPhase.CLAIM:
+            await self._heal_claim(entry.session_id, entry)
+        await self.ctx.rebroadcasts.delete(phase.value, end_height, entry.session_id)
+
+    async def _give_up(
+        self, phase: TxPhase, end_height: int, entry: RebroadcastEntry, reason: str
+    ) -> None:
+        log.error(
+            f"{phase.value} cannot be resent",
+            extra={
+                "supplier": self.ctx.supplier,
+                "session_id": entry.session_id,
+                "reason": reason,
+                "resends": entry.resends,
+            },
+        )
+        await self.ctx.rebroadcasts.delete(phase.value, end_height, entry.session_id)
+
+    async def _resend(
+        self,
+        phase: TxPhase,
+        end_height: int,
+        due: list[RebroadcastEntry],
+        height: int,
+        report: PassReport,
+    ) -> None:
+        """One tx for the group; if the chain refuses it, each member alone."""
+        ctx = self.ctx
+        msgs: dict[str, Msg] = {}
+        for entry in due:
+            msg: Msg = MsgCreateClaim() if phase is TxPhase.CLAIM else MsgSubmitProof()
+            msg.ParseFromString(entry.message)
+            msgs[entry.session_id] = msg
+        await ctx.check_fence()
+        results: dict[str, TxResult] = {}
+        try:
+            together = await ctx.chain.broadcast(list(msgs.values()))
+            if accepted(together) or len(due) == 1:
+                results = dict.fromkeys(msgs, together)
+            else:
+                for sid, msg in msgs.items():
+                    results[sid] = await ctx.chain.broadcast([msg])
+        except ChainUnavailableError as err:
+            log.warning("resend failed", extra={"supplier": ctx.supplier, "error": str(err)})
+            return
+        for entry in due:
+            await self._record_resend(phase, end_height, entry, results[entry.session_id], height)
+            report.resent.append(entry.session_id)
+
+    async def _record_resend(
+        self,
+        phase: TxPhase,
+        end_height: int,
+        entry: RebroadcastEntry,
+        result: TxResult,
+        height: int,
+    ) -> None:
+        ctx = self.ctx
+        entry.resends += 1
+        metrics.REBROADCASTS.labels(supplier=ctx.supplier, phase=phase.value).inc()
+        log.info(
+            "resent",
+            extra={
+                "supplier": ctx.supplier,
+                "phase": phase.value,
+                "session_id": entry.session_id,
+                "ok": result.ok,
+                "reason": result.reason.value,
+            },
+        )
+        if accepted(result):
+            entry.tx_hash, entry.submit_height = result.tx_hash, height
+        elif result.reason in _FINAL:
+            await self._give_up(phase, end_height, entry, result.reason.value)
+            return
+        else:  # refused for now: due again at the next pass (while resends remain)
+            entry.tx_hash = ""
+        await ctx.rebroadcasts.put(phase.value, end_height, entry)
 
     async def _heal_claim(self, sid: str, entry: RebroadcastEntry) -> None:
         """A claim found on chain for a session we marked ``claim_tx_error`` re-enters the

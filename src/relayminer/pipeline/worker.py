@@ -66,8 +66,10 @@ from relayminer.pipeline.maintenance import StreamMaintenance
 from relayminer.pipeline.replication import wait_for_replicas
 from relayminer.pipeline.retry import Backoff, is_infrastructure_error, retry_infrastructure
 from relayminer.pipeline.sorting import BatchSorter
+from relayminer.pipeline.wakeups import StreamWakeups
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.priority import LifecyclePriority
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
@@ -80,6 +82,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
+#: longest wait on the shared stream watcher before an idle worker reads on its own anyway
+WAKEUP_FALLBACK_SECONDS = 5.0
 
 
 @dataclass
@@ -110,6 +114,12 @@ class WorkerConfig:
     wait_replicas: int = 0
     #: how long that ``WAIT`` may block
     wait_timeout_ms: int = 1000
+    #: the replica's lifecycle priority: the worker waits before each batch while lifecycle
+    #: passes run (:mod:`relayminer.runtime.priority`); None: never waits
+    priority: LifecyclePriority | None = None
+    #: the replica's shared stream watcher: the worker reads without blocking and waits there
+    #: (:mod:`relayminer.pipeline.wakeups`); None: a blocking ``XREADGROUP`` of its own
+    wakeups: StreamWakeups | None = None
 
     def __post_init__(self) -> None:
         self.smst_layout = SMSTLayout(self.smst_layout)
@@ -286,15 +296,15 @@ class RelayWorker:
         if self.trees is not None:
             self.trees.forget_all()
 
+    async def _yield_to_lifecycle(self) -> None:
+        if self.config.priority is not None:
+            await self.config.priority.mining_turn()
+
     async def _step(self, stop: asyncio.Event) -> None:
         await self.maintenance.run()
-        started = time.monotonic()
-        entries = await self.consumer.read_new(self.config.block_ms)
+        await self._yield_to_lifecycle()
+        entries = await self._read_new(stop)
         if not entries:
-            if (time.monotonic() - started) * 1000 < self.config.block_ms / 2:
-                # The server returned at once instead of blocking (fakeredis does with COUNT):
-                # wait for the block time or the stop signal instead of spinning.
-                await wait_or_stop(stop, self.config.block_ms / 1000)
             return
         # A pipeline of depth one: batch N's accounting step runs while batch N+1's trees are
         # built and committed, and the batch after that is read meanwhile. Each accounting step
@@ -304,9 +314,11 @@ class RelayWorker:
         finishing: asyncio.Future[BatchResult] | None = None
         try:
             while entries:
-                ahead = asyncio.ensure_future(
-                    self._read_ahead() if not stop.is_set() else _nothing()
-                )
+                await self._yield_to_lifecycle()
+                # A short batch means the stream was drained: reading ahead would be an empty
+                # round trip (per relay, with many quiet suppliers).
+                more = len(entries) >= self.config.batch_size and not stop.is_set()
+                ahead = asyncio.ensure_future(self._read_ahead() if more else _nothing())
                 try:
                     staged = await self._in_place(
                         "commit trees", functools.partial(self._commit_trees, entries)
@@ -327,6 +339,27 @@ class RelayWorker:
         finally:
             if finishing is not None:
                 await finishing
+
+    async def _read_new(self, stop: asyncio.Event) -> list[StreamEntry]:
+        """New entries, waiting up to ``block_ms`` for some: on the replica's shared watcher
+        when there is one (:mod:`relayminer.pipeline.wakeups`: no pooled connection is held
+        while waiting), else in a blocking ``XREADGROUP``."""
+        wakeups = self.config.wakeups
+        if wakeups is not None:
+            wakeups.prepare(self.consumer.stream)
+            entries = await self.consumer.read_new(None)
+            if entries:
+                wakeups.seen(self.consumer.stream, entries[-1].entry_id)
+            else:  # the watcher wakes us; the timeout only bounds a missed wake-up
+                await wakeups.wait(self.consumer.stream, WAKEUP_FALLBACK_SECONDS)
+            return entries
+        started = time.monotonic()
+        entries = await self.consumer.read_new(self.config.block_ms)
+        if not entries and (time.monotonic() - started) * 1000 < self.config.block_ms / 2:
+            # The server returned at once instead of blocking (fakeredis does with COUNT):
+            # wait for the block time or the stop signal instead of spinning.
+            await wait_or_stop(stop, self.config.block_ms / 1000)
+        return entries
 
     async def _read_ahead(self) -> list[StreamEntry]:
         return await self._in_place("read", lambda: self.consumer.read_new(None))

@@ -114,17 +114,11 @@ class SupplierLeases:
     async def tick(self) -> None:
         """One round: heartbeat, renew, enforce deadlines, rebalance, acquire."""
         await self._heartbeat()
-        for supplier in list(self.held):
-            await self._renew_one(supplier)
+        await self._renew_all()
         await self._enforce_deadlines()
         share = await self.fair_share()
-        for supplier in self.owned[share:]:  # more than our share: hand the excess back
-            await self._drop(supplier, release=True)
-        for supplier in self.suppliers:
-            if len(self.held) >= share:
-                break
-            if supplier not in self.held:
-                await self._try_acquire(supplier)
+        await self._drop_all(self.owned[share:], release=True)  # more than our share
+        await self._acquire(await self._free(share - len(self.held)))
 
     async def fair_share(self) -> int:
         active_key = self.keys.miner_active_set_key()
@@ -148,41 +142,86 @@ class SupplierLeases:
             pipe.sadd(self.keys.miner_active_set_key(), self.instance_id)
             await pipe.execute()
 
-    async def _try_acquire(self, supplier: str) -> None:
-        key = self.keys.miner_claim_key(supplier)
-        token = f"{self.instance_id}:{secrets.token_hex(8)}"
+    async def _free(self, wanted: int) -> list[str]:
+        """Up to ``wanted`` suppliers whose lease nobody holds (one pipelined round trip)."""
+        candidates = [s for s in self.suppliers if s not in self.held]
+        if wanted <= 0 or not candidates:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for supplier in candidates:
+                pipe.exists(self.keys.miner_claim_key(supplier))
+            held_elsewhere = await pipe.execute()
+        free = [s for s, n in zip(candidates, held_elsewhere, strict=True) if not n]
+        return free[:wanted]
+
+    async def _acquire(self, suppliers: list[str]) -> None:
+        """Try to take the leases of ``suppliers`` (one pipelined ``SET NX PX`` each, one round
+        trip), then start the pipelines of those taken."""
+        if not suppliers:
+            return
+        tokens = {s: f"{self.instance_id}:{secrets.token_hex(8)}" for s in suppliers}
         started = time.monotonic()
-        if await self._redis.set(key, token, nx=True, px=int(self.ttl * 1000)):
-            fence = Fence(key, token)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for supplier in suppliers:
+                pipe.set(
+                    self.keys.miner_claim_key(supplier),
+                    tokens[supplier],
+                    nx=True,
+                    px=int(self.ttl * 1000),
+                )
+            taken = await pipe.execute()
+        for supplier, ok in zip(suppliers, taken, strict=True):
+            if not ok:
+                continue
+            fence = Fence(self.keys.miner_claim_key(supplier), tokens[supplier])
             self.held[supplier] = _Held(fence, started)
             metrics.LEASE_OWNED.labels(supplier=supplier).set(1)
-            log.info("lease acquired", extra={"supplier": supplier, "token": token})
+            log.info("lease acquired", extra={"supplier": supplier, "token": fence.token})
             try:
                 await self._on_acquired(supplier, fence)
             except Exception:
                 log.exception("pipeline start failed, releasing", extra={"supplier": supplier})
                 await self._drop(supplier, release=True)
 
-    async def _renew_one(self, supplier: str) -> None:
-        held = self.held[supplier]
+    async def _renew_all(self) -> None:
+        """Renew every held lease in one round trip (a pipeline of independent compare-and-
+        expire scripts): a replica owning 1,000 suppliers must not need 1,000 sequential round
+        trips, each waiting its turn on a busy event loop, before the leases' deadlines."""
+        suppliers = list(self.held)
+        if not suppliers:
+            return
         started = time.monotonic()
-        ok = await self._renew_script(
-            keys=[held.fence.key], args=[held.fence.token, int(self.ttl * 1000)]
-        )
-        if ok:
-            held.renewed_at = started
-        else:
-            log.warning("lease lost", extra={"supplier": supplier})
-            await self._drop(supplier, release=False)
+        ttl_ms = int(self.ttl * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for supplier in suppliers:
+                fence = self.held[supplier].fence
+                await self._renew_script(keys=[fence.key], args=[fence.token, ttl_ms], client=pipe)
+            results = await pipe.execute()
+        lost = []
+        for supplier, ok in zip(suppliers, results, strict=True):
+            held = self.held.get(supplier)
+            if held is None:  # dropped meanwhile
+                continue
+            if ok:
+                held.renewed_at = started
+            else:
+                log.warning("lease lost", extra={"supplier": supplier})
+                lost.append(supplier)
+        await self._drop_all(lost, release=False)
 
     async def _enforce_deadlines(self) -> None:
         """Stop what we can no longer prove we own, before the lease could expire."""
         deadline = self.ttl - self.renew
         now = time.monotonic()
-        for supplier, held in list(self.held.items()):
-            if now - held.renewed_at >= deadline:
-                log.warning("lease not renewed in time, stopping", extra={"supplier": supplier})
-                await self._drop(supplier, release=False)
+        late = [s for s, held in self.held.items() if now - held.renewed_at >= deadline]
+        for supplier in late:
+            log.warning("lease not renewed in time, stopping", extra={"supplier": supplier})
+        await self._drop_all(late, release=False)
+
+    async def _drop_all(self, suppliers: list[str], *, release: bool) -> None:
+        """Drop several leases at once: each pipeline still stops before its lease goes, but
+        1,000 suppliers do not wait for each other's grace periods one after another."""
+        await asyncio.gather(*(self._drop(s, release=release) for s in suppliers))
 
     async def _drop(self, supplier: str, *, release: bool) -> None:
         held = self.held.pop(supplier, None)
@@ -202,8 +241,7 @@ class SupplierLeases:
                     )
 
     async def release_all(self) -> None:
-        for supplier in list(self.held):
-            await self._drop(supplier, release=True)
+        await self._drop_all(list(self.held), release=True)
         try:
             await self._redis.srem(self.keys.miner_active_set_key(), self.instance_id)
             await self._redis.delete(self.keys.miner_instance_key(self.instance_id))

@@ -7,6 +7,12 @@
   :class:`~relayminer.pipeline.worker.RelayWorker` (stream -> SMST + counters) and a
   :class:`~relayminer.lifecycle.manager.LifecycleManager` (claims and proofs), both fenced by the
   lease;
+- the lifecycles share one :class:`~relayminer.chain.cache.SharedChainReads`: what every
+  supplier reads from the chain (events, params, block hashes) is asked once per replica;
+- idle workers wait on one shared :class:`~relayminer.pipeline.wakeups.StreamWakeups` watcher
+  (one blocked ``XREAD`` per replica), so owning more suppliers holds no more connections;
+- mining yields to the lifecycle: one :class:`~relayminer.runtime.priority.LifecyclePriority`
+  makes every worker wait between batches while any lifecycle pass runs;
 - a pipeline whose lease is lost is stopped before the lease can move; a task that crashes is
   restarted with backoff;
 - it runs the chain's *driver* when the chain has one (:func:`relayminer.chain.factory.
@@ -25,26 +31,31 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from relayminer import metrics
 from relayminer.chain.base import Chain
+from relayminer.chain.cache import SharedChainReads
 from relayminer.chain.factory import Driver
 from relayminer.config import MinerConfig
 from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.manager import LifecycleManager, PassReport
+from relayminer.pipeline.wakeups import StreamWakeups
 from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.gcpolicy import run_gc_freezer
 from relayminer.runtime.leases import Fence, SupplierLeases
+from relayminer.runtime.priority import LifecyclePriority
 
 log = logging.getLogger(__name__)
 
 
 #: how often a running miner re-reads Redis's ``maxmemory-policy``
 EVICTION_CHECK_SECONDS = 60.0
+#: connections of the lease round's own pool
+LEASE_CONNECTIONS = 2
 
 
 class EvictionPolicyError(RelayMinerError):
@@ -90,6 +101,26 @@ async def check_eviction_policy(redis: Redis, *, allow_eviction: bool) -> str | 
             extra={"maxmemory_policy": policy},
         )
     return policy
+
+
+def lease_client(redis: Redis) -> Redis | None:
+    """A small client of its own for the lease round, on the same server as ``redis``.
+
+    Lease renewals must not queue for a pooled connection behind a thousand suppliers' relay
+    and lifecycle commands: a renewal late by ``ttl - renew`` stops every pipeline. Only a
+    plain (single server) blocking pool is cloned; otherwise (Sentinel, tests' clients) None:
+    the leases share ``redis``.
+    """
+    pool = redis.connection_pool
+    if type(pool) is not BlockingConnectionPool:
+        return None
+    clone = BlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=LEASE_CONNECTIONS,
+        timeout=pool.timeout,
+        **pool.connection_kwargs,
+    )
+    return Redis.from_pool(clone)
 
 
 @dataclass
@@ -171,13 +202,22 @@ class Miner:
         self.config = config
         self.redis = redis
         self.chain = chain
+        #: what every supplier's lifecycle reads from the chain, asked once per replica
+        self.chain_reads = SharedChainReads(chain)
         self.driver = driver
         self.keys = KeyBuilder(config.redis.namespace)
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
         self.pipelines: dict[str, SupplierPipeline] = {}
+        #: one arbiter for every owned supplier: mining yields to any lifecycle pass
+        self.priority = LifecyclePriority(
+            config.lifecycle.max_mining_pause_seconds, config.lifecycle.max_concurrent_passes
+        )
+        #: one blocked XREAD for every idle worker, instead of a parked connection each
+        self.wakeups = StreamWakeups(redis)
+        self._lease_redis = lease_client(redis)
         self.leases = SupplierLeases(
-            redis,
+            self._lease_redis or redis,
             self.instance_id,
             config.suppliers,
             keys=self.keys,
@@ -217,19 +257,22 @@ class Miner:
                 smst_layout=c.smst.layout,
                 wait_replicas=c.redis.wait_replicas,
                 wait_timeout_ms=c.redis.wait_timeout_ms,
+                priority=self.priority,
+                wakeups=self.wakeups,
             ),
             on_batch=on_batch,
         )
         lifecycle = LifecycleManager(
             self.redis,
             supplier,
-            self.chain,
+            self.chain_reads,
             keys=self.keys,
             config=c.lifecycle,
             session_ttl_seconds=c.session_ttl_seconds,
             fence=fence,
             on_pass=on_pass,
             smst_layout=c.smst.layout,
+            priority=self.priority,
         )
         return SupplierPipeline(supplier, worker, lifecycle)
 
@@ -245,6 +288,7 @@ class Miner:
             # Stopped within half a renew interval (then cancelled): a lease dropped at its local
             # deadline (ttl - renew after the last renewal) is quiet before it can expire.
             await pipeline.stop(grace_seconds=self.config.leases.renew_seconds / 2)
+            self.wakeups.forget(self.keys.stream_key(supplier))
             log.info("stopped mining supplier", extra={"supplier": supplier})
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -257,15 +301,17 @@ class Miner:
             asyncio.create_task(self.leases.run(stop), name="leases"),
             asyncio.create_task(run_gc_freezer(stop), name="gc-freezer"),
             asyncio.create_task(self._watch_eviction_policy(stop), name="eviction-policy"),
+            asyncio.create_task(self.wakeups.run(stop), name="stream-wakeups"),
         ]
         if self.driver is not None:
             tasks.append(asyncio.create_task(self.driver(stop), name="chain-driver"))
         try:
             await asyncio.gather(*tasks)
         finally:
-            for pipeline in list(self.pipelines.values()):
-                await pipeline.stop()
+            await asyncio.gather(*(p.stop() for p in self.pipelines.values()))
             self.pipelines.clear()
+            if self._lease_redis is not None:
+                await self._lease_redis.aclose()
 
     async def _watch_eviction_policy(self, stop: asyncio.Event) -> None:
         """Re-read the policy every :data:`EVICTION_CHECK_SECONDS`; a policy turned evicting

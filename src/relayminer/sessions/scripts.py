@@ -187,12 +187,16 @@ return 1
 )
 
 #: KEYS[1] lease key, KEYS[2] hash, KEYS[3] index. ARGV[1] token, ARGV[2] field ('' = none),
-#: ARGV[3] index member. HDEL the entry, and drop the group from the index once its hash is empty.
+#: ARGV[3] index member. HDEL the entry, and drop the group from the index once its hash is empty
+#: (then 2 is returned, else 1).
 REBROADCAST_DELETE = (
     _STORE_PRELUDE
     + """
 if ARGV[2] ~= '' then redis.call('HDEL', KEYS[2], ARGV[2]) end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[3])
+  return 2
+end
 return 1
 """
 )

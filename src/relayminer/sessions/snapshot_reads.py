@@ -135,6 +135,22 @@ class RedisSessionReader:
         snapshots = await self._get_many(await self._members(self.state_index_key(wanted)))
         return [s for s in snapshots if s.state is wanted]
 
+    async def get_by_states(self, states: Sequence[SessionState]) -> list[SessionSnapshot]:
+        """Sessions whose stored state is one of ``states``, in two round trips whatever their
+        number (the lifecycle reads its live sessions this way at every block)."""
+        wanted = [coerce_state(st) for st in states]
+        keys = [self.state_index_key(st) for st in wanted]
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.smembers(key)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to get session IDs of {self.supplier}: {err}") from err
+        ids = sorted({m.decode() for members in replies for m in members} - {"", "index"})
+        snapshots = await self._get_many(ids)
+        return [snap for snap in snapshots if snap.state in wanted]
+
     # --- plumbing ---------------------------------------------------------------------------
     async def _run(
         self, what: str, script: Callable[..., Any], keys: list[str], args: Sequence[Any]

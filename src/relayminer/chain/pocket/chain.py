@@ -216,6 +216,17 @@ class PocketChain:
         anchor_ns = int(latest.time_unix * 1e9)
         return await self.broadcaster.broadcast(key, msgs, anchor_ns)
 
+    async def tx_status(self, tx_hash: str) -> TxResult | None:
+        """``cosmos.tx.v1beta1.Service/GetTx`` (the node's tx index): the DeliverTx result, or
+        None while no block holds the tx (NotFound)."""
+        resp = await self.broadcaster.get_tx(tx_hash)
+        if resp is None or not resp.HasField("tx_response") or resp.tx_response.height <= 0:
+            return None
+        r = resp.tx_response
+        return TxResult(
+            tx_hash=r.txhash or tx_hash, code=r.code, log=r.raw_log, codespace=r.codespace
+        )
+
     # --- events ---------------------------------------------------------------------------
 
     def _with_session_id(self, event: ChainEvent) -> ChainEvent:

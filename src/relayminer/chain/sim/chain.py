@@ -375,6 +375,15 @@ class SimulatedChain:
             return None
         return TxRecord.decode(tx_hash_hex.upper(), raw)
 
+    async def tx_status(self, tx_hash: str) -> TxResult | None:
+        """The :class:`Chain` view of :meth:`tx_result`."""
+        record = await self.tx_result(tx_hash)
+        if record is None:
+            return None
+        return TxResult(
+            tx_hash=record.tx_hash, code=record.code, log=record.log, codespace=record.codespace
+        )
+
     async def mempool_size(self) -> int:
         with transport_errors("read mempool"):
             return int(await self._redis.llen(self.keys.mempool))

@@ -1,0 +1,151 @@
+"""Lifecycle timing under load: the scale run and the soak of issue "Scale" (docs/lifecycle.md).
+
+    .venv/bin/python bench/bench_lifecycle.py [--run scale|soak|soak10|all] [--quick]
+
+Each run is ``relayminer demo`` (one replica owning every supplier, the simulated chain, the
+load generator, all in one process, on a fresh embedded server) and reports what an operator
+sizing a replica needs:
+
+- sessions that did not end proved / probabilistic_proved (the target is 0), proofs lost after
+  acceptance (claims that expired with ``PROOF_MISSING`` although their proof was accepted);
+- the p50 / p99 / max delay, in blocks, from a claim or proof window opening to its broadcast
+  (the target: p99 <= 2 blocks);
+- txs that failed at execution, redundant claims (``claims_updated``: a claim sent again after
+  its first one executed);
+- the process's CPU seconds and its share of the wall time (the machine is noisy: the share is
+  the figure to compare), and RSS after warm-up, at the end and at its maximum.
+
+Runs:
+
+- ``scale``: 1,000 suppliers, 2 session periods (12 sessions per supplier: 6 app-service pairs)
+  on 1 s blocks at ``--rps`` relays/s (default 1,000): what the lifecycle of one replica owning
+  1,000 suppliers costs;
+- ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
+  periods (about 8 minutes); ``soak10``: the same for about 10 minutes (375 periods).
+
+``--quick`` shrinks every run (for a smoke check). Prints a markdown table and writes
+``bench/results/lifecycle.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relayminer.cli.startup import embedded_server, open_redis
+from relayminer.demo import DemoOptions, run_demo
+
+RESULTS = Path(__file__).resolve().parent / "results" / "lifecycle.json"
+
+RUNS: dict[str, DemoOptions] = {
+    "scale": DemoOptions(
+        suppliers=1000, sessions=2, block_time_seconds=1.0, relays_per_second=1000
+    ),
+    "soak": DemoOptions(
+        suppliers=10, sessions=300, block_time_seconds=0.25, relays_per_second=2000
+    ),
+    "soak10": DemoOptions(
+        suppliers=10, sessions=375, block_time_seconds=0.25, relays_per_second=2000
+    ),
+}
+QUICK: dict[str, DemoOptions] = {
+    "scale": DemoOptions(suppliers=100, sessions=2, block_time_seconds=1.0, relays_per_second=500),
+    "soak": DemoOptions(suppliers=10, sessions=20, block_time_seconds=0.25, relays_per_second=2000),
+    "soak10": DemoOptions(
+        suppliers=10, sessions=30, block_time_seconds=0.25, relays_per_second=2000
+    ),
+}
+
+
+async def one_run(options: DemoOptions) -> dict[str, Any]:
+    server = embedded_server()
+    redis = open_redis(server.url, max_connections=64)
+    try:
+        started = time.monotonic()
+        summary = await run_demo(redis, options)
+        d = summary.as_dict()
+    finally:
+        await redis.aclose()
+        server.stop()
+    chain = d["chain"]
+    states = d["sessions_by_state"]
+    return {
+        "suppliers": options.suppliers,
+        "session_periods": options.sessions,
+        "block_time_s": options.block_time_seconds,
+        "relays_per_second": options.relays_per_second,
+        "ok": d["ok"],
+        "sessions": d["sessions"],
+        "failed_sessions": d["sessions_failed"],
+        "states": states,
+        "proofs_lost_after_acceptance": chain["claims_expired"],
+        "relays_published": d["relays_published"],
+        "relays_mined": d["relays_mined"],
+        "submit_delay_blocks": d["submit_delay_blocks"],
+        "txs_failed_at_execution": d["txs_failed_at_execution"],
+        "claims_updated": chain["claims_updated"],
+        "slashed_upokt": chain["slashed_upokt"],
+        "cpu_seconds": d["cpu_seconds"],
+        "cpu_share": d["cpu_share"],
+        "rss_mb": d["rss_mb"],
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "problems": d["problems"],
+    }
+
+
+def row(name: str, r: dict[str, Any]) -> str:
+    delays = r["submit_delay_blocks"]
+    claim, proof = delays.get("claim", {}), delays.get("proof", {})
+    return (
+        f"| {name} | {r['suppliers']} x {r['session_periods']} periods, {r['block_time_s']} s "
+        f"blocks, {r['relays_per_second']:.0f} relays/s | {r['sessions']} | "
+        f"{r['failed_sessions']} | {r['proofs_lost_after_acceptance']} | "
+        f"{claim.get('p99', '-')} / {claim.get('max', '-')} | "
+        f"{proof.get('p99', '-')} / {proof.get('max', '-')} | "
+        f"{r['txs_failed_at_execution']} | {r['claims_updated']} | "
+        f"{r['cpu_seconds']} s ({r['cpu_share']:.2f} of wall) | "
+        f"{r['rss_mb'].get('after_warmup')} -> {r['rss_mb'].get('end')} MB |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", choices=[*RUNS, "all"], default="all")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    table = QUICK if args.quick else RUNS
+    names = list(table) if args.run == "all" else [args.run]
+    results = {}
+    print(
+        "| run | load | sessions | failed | proofs lost | claim delay p99 / max (blocks) | "
+        "proof delay p99 / max | txs failed at execution | redundant claims | CPU | RSS |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        results[name] = asyncio.run(one_run(table[name]))
+        print(row(name, results[name]), flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": platform.platform(),
+                "python": sys.version.split()[0],
+                "quick": args.quick,
+                "runs": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Lifecycle priority: relay mining yields to claim and proof work (``docs/lifecycle.md``).
+
+One replica runs every owned supplier's relay worker and lifecycle on one event loop. Under a
+backlog the workers always have CPU work ready, so a lifecycle pass that awaits Redis or the
+chain a few dozen times would wait behind a worker batch at every await: the pass that should
+broadcast a claim at the first block of its window runs blocks later, and a window can close
+under it (the Go miner's mainnet PROOF_MISSING incident, and the soak of ``docs/lifecycle.md``).
+
+:class:`LifecyclePriority` is the replica's one arbiter:
+
+- every lifecycle pass runs inside :meth:`LifecyclePriority.lifecycle_pass`, at most
+  ``max_concurrent_passes`` at once: a replica owning 1,000 suppliers runs its block's passes
+  in turns rather than all at once, so no pass waits behind a thousand others for a pooled
+  connection and the lease renewals still get theirs;
+- every relay worker calls :meth:`LifecyclePriority.mining_turn` before each batch: while any
+  pass is running it waits until the passes are done, for at most ``max_pause_seconds`` (so a
+  pass stuck on a slow chain call cannot stop mining; a worker that waited that long runs one
+  batch and asks again).
+
+Nothing is lost while a worker waits: its entries stay in the stream, unread. A worker batch is
+bounded (``worker.batch_size``), so a pass starts at most one batch after its block.
+
+>>> import asyncio
+>>> async def demo() -> list[str]:
+...     priority, order = LifecyclePriority(max_pause_seconds=5), []
+...     async def worker() -> None:
+...         await priority.mining_turn()
+...         order.append("batch")
+...     async with priority.lifecycle_pass():
+...         task = asyncio.create_task(worker())
+...         await asyncio.sleep(0)
+...         order.append("claim")
+...     await task
+...     return order
+>>> asyncio.run(demo())
+['claim', 'batch']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from relayminer import metrics
+
+__all__ = ["LifecyclePriority"]
+
+
+class LifecyclePriority:
+    """Makes relay workers wait between batches while lifecycle passes run."""
+
+    def __init__(self, max_pause_seconds: float = 2.0, max_concurrent_passes: int = 32) -> None:
+        if max_pause_seconds < 0:
+            raise ValueError(f"max_pause_seconds must be >= 0, got {max_pause_seconds}")
+        if max_concurrent_passes < 1:
+            raise ValueError(f"max_concurrent_passes must be >= 1, got {max_concurrent_passes}")
+        self.max_pause_seconds = max_pause_seconds
+        self._slots = asyncio.Semaphore(max_concurrent_passes)
+        self._passes = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def passes_running(self) -> int:
+        return self._passes
+
+    @contextlib.asynccontextmanager
+    async def lifecycle_pass(self) -> AsyncIterator[None]:
+        """Hold mining back for the duration of one lifecycle pass (waiting for a slot
+        included: at most ``max_concurrent_passes`` run at once, the others queue)."""
+        self._passes += 1
+        self._idle.clear()
+        try:
+            async with self._slots:
+                yield
+        finally:
+            self._passes -= 1
+            if self._passes == 0:
+                self._idle.set()
+
+    async def mining_turn(self) -> float:
+        """Wait until no lifecycle pass runs (at most ``max_pause_seconds``); the seconds
+        waited."""
+        if self._idle.is_set() or self.max_pause_seconds == 0:
+            return 0.0
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.max_pause_seconds)
+        waited = time.monotonic() - started
+        metrics.MINING_PAUSE_SECONDS.inc(waited)
+        return waited

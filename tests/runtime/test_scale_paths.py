@@ -1,0 +1,305 @@
+"""What lets one replica own many suppliers (``docs/lifecycle.md``, "Priority and scale"):
+the lifecycle priority over mining, the shared stream watcher, the replica's shared chain
+reads, and the lifecycle's two-round-trip read of its live sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from relayminer.chain.base import Block, ChainEvent, Msg, TxResult
+from relayminer.chain.cache import SharedChainReads
+from relayminer.pipeline.wakeups import StreamWakeups
+from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.priority import LifecyclePriority
+from relayminer.sessions.model import SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+from tests.conftest import RedisBackend
+from tests.lifecycle.support import SUP1, World
+
+
+async def until(condition: Any, what: str, rounds: int = 10_000) -> None:
+    """Let the loop run until ``condition()`` holds (bounded; no wall-clock sleeps)."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+# --- lifecycle priority ------------------------------------------------------------------------
+
+
+async def test_mining_waits_while_a_pass_runs() -> None:
+    priority = LifecyclePriority(max_pause_seconds=60)
+    order: list[str] = []
+
+    async def batch() -> None:
+        await priority.mining_turn()
+        order.append("batch")
+
+    async with priority.lifecycle_pass():
+        task = asyncio.create_task(batch())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert order == [] and priority.passes_running == 1
+        order.append("pass")
+    await task
+    assert order == ["pass", "batch"] and priority.passes_running == 0
+    assert await priority.mining_turn() == 0.0  # nothing running: no wait at all
+
+
+async def test_a_stuck_pass_pauses_mining_for_at_most_the_bound() -> None:
+    priority = LifecyclePriority(max_pause_seconds=0.01)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stuck_pass() -> None:
+        async with priority.lifecycle_pass():
+            held.set()
+            await release.wait()
+
+    task = asyncio.create_task(stuck_pass())
+    await held.wait()
+    waited = await priority.mining_turn()  # returns although the pass is still running
+    assert waited >= 0.01 and priority.passes_running == 1
+    release.set()
+    await task
+
+
+async def test_passes_beyond_the_limit_queue_for_a_slot() -> None:
+    priority = LifecyclePriority(max_pause_seconds=60, max_concurrent_passes=2)
+    inside = 0
+    most = 0
+    gate = asyncio.Event()
+
+    async def one_pass() -> None:
+        nonlocal inside, most
+        async with priority.lifecycle_pass():
+            inside += 1
+            most = max(most, inside)
+            await gate.wait()
+            inside -= 1
+
+    tasks = [asyncio.create_task(one_pass()) for _ in range(5)]
+    await until(lambda: inside == 2, "two passes inside")
+    assert priority.passes_running == 5  # queued passes hold mining back too
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert most == 2 and priority.passes_running == 0
+
+
+def test_bad_priority_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_pause_seconds"):
+        LifecyclePriority(max_pause_seconds=-1)
+    with pytest.raises(ValueError, match="max_concurrent_passes"):
+        LifecyclePriority(max_concurrent_passes=0)
+
+
+async def test_a_worker_does_not_start_a_batch_while_a_pass_runs(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    priority = LifecyclePriority(max_pause_seconds=60)
+    worker = RelayWorker(
+        backend.client, SUP1, WorkerConfig(consumer_name="w", block_ms=50, priority=priority)
+    )
+    stop = asyncio.Event()
+    try:
+        sid = await world.relays(SUP1, 7, height=2)
+        store = RedisSessionStore(backend.client, SessionStoreConfig(SUP1))
+        async with priority.lifecycle_pass():
+            task = asyncio.create_task(worker.run(stop))
+            for _ in range(200):
+                await asyncio.sleep(0)
+            assert await store.get(sid) is None  # nothing mined while the pass runs
+        await until(lambda: worker.total.counted == 7, "mined after the pass", rounds=100_000)
+        snap = await store.get(sid)
+        assert snap is not None and snap.relay_count == 7
+    finally:
+        stop.set()
+        await task
+        await world.close()
+
+
+# --- the shared stream watcher ---------------------------------------------------------------
+
+
+async def test_the_watcher_wakes_the_worker_of_a_stream_that_moved(backend: RedisBackend) -> None:
+    wakeups = StreamWakeups(backend.client, watch_ms=50)
+    stop = asyncio.Event()
+    await backend.client.xadd("s1", {"k": "old"})  # before the watch: not a wake-up
+    watcher = asyncio.create_task(wakeups.run(stop))
+    try:
+        wakeups.prepare("s1")
+        waiting = asyncio.create_task(wakeups.wait("s1", 30))
+        await until(lambda: "s1" in wakeups._last_ids, "the watcher saw s1", rounds=1_000_000)
+        wakeups.prepare("s1")  # the worker's next read took what was there
+        waiting2 = asyncio.create_task(wakeups.wait("s1", 30))
+        await waiting  # the first wait ended (woken to read the old entry itself)
+        await backend.new_client().xadd("s1", {"k": "new"})
+        assert await waiting2 is True
+    finally:
+        stop.set()
+        await watcher
+
+
+async def test_a_wait_without_entries_times_out(backend: RedisBackend) -> None:
+    wakeups = StreamWakeups(backend.client, watch_ms=20)
+    wakeups.prepare("quiet")
+    assert await wakeups.wait("quiet", 0.01) is False  # no watcher: only the bound ends it
+    wakeups.forget("quiet")
+
+
+async def test_a_worker_on_the_watcher_mines_what_arrives(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    wakeups = StreamWakeups(backend.client, watch_ms=50)
+    worker = RelayWorker(
+        backend.client, SUP1, WorkerConfig(consumer_name="w", block_ms=50, wakeups=wakeups)
+    )
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(wakeups.run(stop)), asyncio.create_task(worker.run(stop))]
+    try:
+        await world.relays(SUP1, 3, height=2)
+        await until(lambda: worker.total.counted == 3, "first relays", rounds=1_000_000)
+        await world.relays(SUP1, 4, height=2)
+        await until(lambda: worker.total.counted == 7, "woken for more", rounds=1_000_000)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await world.close()
+
+
+# --- shared chain reads ------------------------------------------------------------------------
+
+
+class CountingChain:
+    """Counts the calls that reach a chain."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return await target(*args, **kwargs)
+
+        return call
+
+
+async def test_every_supplier_asks_once_what_they_all_ask(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    counting = CountingChain(world.chain)
+    reads = SharedChainReads(counting)  # type: ignore[arg-type]
+    try:
+        for _ in range(3):
+            await world.step(passes=False)
+        block = await reads.latest_block()
+        results = await asyncio.gather(
+            *(reads.events(1, block.height) for _ in range(50)),
+            *(reads.shared_params(None) for _ in range(50)),
+            *(reads.shared_params(2) for _ in range(50)),
+            *(reads.proof_params() for _ in range(50)),
+            *(reads.block_hash(2) for _ in range(50)),
+            *(reads.service("svc", 2) for _ in range(50)),
+            *(reads.get_session("pokt1app", "svc", 2) for _ in range(50)),
+        )
+        assert all(isinstance(e, list) for e in results[:50])
+        assert counting.calls["events"] == block.height  # once per committed height
+        for name in ("shared_params", "proof_params", "block_hash", "service", "get_session"):
+            expected = 2 if name == "shared_params" else 1  # live + at height 2
+            assert counting.calls[name] == expected, name
+        await world.step(passes=False)
+        await reads.wait_for_block(block.height + 1)
+        await reads.shared_params(None)
+        assert counting.calls["shared_params"] == 3  # live params re-read after a new block
+        assert await reads.block_hash(2) == await world.chain.block_hash(2)
+    finally:
+        await world.close()
+
+
+async def test_waits_for_a_block_are_shared_and_answered_from_the_newest_seen(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    counting = CountingChain(world.chain)
+    reads = SharedChainReads(counting)  # type: ignore[arg-type]
+    try:
+        height = (await reads.latest_block()).height
+        waits = [asyncio.create_task(reads.wait_for_block(height + 1, 30)) for _ in range(20)]
+        await until(lambda: counting.calls["wait_for_block"] == 1, "one shared wait")
+        await world.step(passes=False)
+        blocks = await asyncio.gather(*waits)
+        assert {b.height for b in blocks} == {height + 1}
+        assert counting.calls["wait_for_block"] == 1
+        assert (await reads.wait_for_block(height)).height == height + 1  # no round trip
+        assert counting.calls["wait_for_block"] == 1
+        with pytest.raises(TimeoutError):
+            await reads.wait_for_block(height + 5, 0.01)
+    finally:
+        await world.close()
+
+
+async def test_tx_results_are_kept_once_in_a_block_and_the_rest_passes_through(
+    backend: RedisBackend,
+) -> None:
+    class Minimal:
+        def __init__(self) -> None:
+            self.asked: Counter[str] = Counter()
+            self.extra = "kept"
+
+        async def tx_status(self, tx_hash: str) -> TxResult | None:
+            self.asked[tx_hash] += 1
+            return TxResult(tx_hash, 0) if tx_hash == "IN" else None
+
+        async def claims(self, supplier: str) -> list[Any]:
+            return [supplier]
+
+        async def get_claim(self, supplier: str, session_id: str) -> Any:
+            return (supplier, session_id)
+
+        async def broadcast(self, msgs: Sequence[Msg]) -> TxResult:
+            return TxResult("H", 0)
+
+        async def events(self, a: int, b: int) -> list[ChainEvent]:
+            return [ChainEvent(a, "E")]
+
+        async def latest_block(self) -> Block:
+            return Block(3, b"h" * 32, 0.0)
+
+    inner = Minimal()
+    reads = SharedChainReads(inner)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert (await reads.tx_status("IN")) == TxResult("IN", 0)
+        assert await reads.tx_status("OUT") is None
+    assert inner.asked == Counter({"IN": 1, "OUT": 3})
+    assert await reads.claims("s") == ["s"]
+    assert await reads.get_claim("s", "x") == ("s", "x")
+    assert (await reads.broadcast([])).tx_hash == "H"
+    assert reads.extra == "kept"
+    await reads.latest_block()
+    assert await reads.events(3, 5) == [ChainEvent(h, "E") for h in (3, 4, 5)]
+    assert backend.kind in ("fake", "real")
+
+
+# --- the live sessions in two round trips ---------------------------------------------------
+
+
+async def test_live_sessions_of_several_states_in_one_read(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    try:
+        a = await world.relays(SUP1, 2, height=2)
+        b = await world.relays(SUP1, 3, height=2, app="pokt1app2")
+        await world.run_to(6)  # both claimed at the claim window's first block
+        store = RedisSessionStore(backend.client, SessionStoreConfig(SUP1))
+        live = await store.get_by_states([SessionState.CLAIMED, SessionState.ACTIVE])
+        assert sorted(s.session_id for s in live) == sorted([a, b])
+        assert await store.get_by_states([SessionState.PROVED]) == []
+        assert await store.get_by_states([]) == []
+    finally:
+        await world.close()
