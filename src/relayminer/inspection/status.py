@@ -292,7 +292,7 @@ async def collect_status(
     clock: Callable[[], float] = time.time,
 ) -> DeploymentStatus:
     """Read the deployment's status (module docstring); ``supplier`` restricts the suppliers."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     now = clock()
     leases = await _leases(redis, kb)
     if supplier is not None:

@@ -113,7 +113,7 @@ def _glob_escape(text: str) -> str:
 
 async def find_suppliers(redis: Redis, keys: KeyBuilder | None = None) -> list[str]:
     """Suppliers that have a session index (``ha:miner:sessions:*:index``), sorted."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     prefix = kb.miner_sessions_prefix() + ":"
     found = set()
     for key in await _scan(redis, _glob_escape(prefix) + "*:index"):
@@ -134,7 +134,7 @@ async def inspect_sessions(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[SessionRow]]:
     """Every session snapshot per supplier, ordered by end height then session id."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[SessionRow]] = {}
     for sup in await _suppliers(redis, kb, supplier):
         store = RedisSessionStore(redis, SessionStoreConfig(sup, kb.miner_sessions_prefix()))
@@ -197,7 +197,7 @@ async def inspect_smst(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[SmstRow]]:
     """Per supplier, one row per session that has a session snapshot or a tree in Redis."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[SmstRow]] = {}
     for sup in await _smst_suppliers(redis, kb, supplier):
         members: set[bytes | str] = await redis.smembers(kb.miner_sessions_index_key(sup))
@@ -265,7 +265,7 @@ async def inspect_streams(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[StreamRow]]:
     """One row per supplier stream (a missing stream shows as empty)."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[StreamRow]] = {}
     group = kb.consumer_group()
     for sup in await _stream_suppliers(redis, kb, supplier):

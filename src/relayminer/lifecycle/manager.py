@@ -90,7 +90,7 @@ class LifecycleManager:
     ) -> None:
         self.supplier = supplier
         self.chain = chain
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.config = config or LifecycleConfig()
         self._redis = redis
         self.store = RedisSessionStore(
@@ -108,7 +108,9 @@ class LifecycleManager:
             ttl_seconds=session_ttl_seconds,
             fence=fence,
         )
-        self.dedup = RedisDeduplicator(redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()))
+        self.dedup = RedisDeduplicator(
+            redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()), supplier=supplier
+        )
         self.rebroadcasts = RebroadcastStore(
             redis,
             supplier,

@@ -91,7 +91,7 @@ class RebroadcastStore:
     ) -> None:
         self._redis = redis
         self.supplier = supplier
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.ttl = ttl_seconds
         self.fence = fence
         self._put = redis.register_script(scripts.REBROADCAST_PUT)
@@ -112,7 +112,7 @@ class RebroadcastStore:
 
     async def put(self, phase: str, end_height: int, entry: RebroadcastEntry) -> None:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
-        index = self.keys.rebroadcast_index_key(phase)
+        index = self.keys.rebroadcast_index_key(phase, self.supplier)
         await self._write(
             self._put,
             [key, index],
@@ -121,7 +121,7 @@ class RebroadcastStore:
 
     async def groups(self, phase: str) -> list[int]:
         """Session end heights of this supplier that have entries in ``phase``."""
-        index = self.keys.rebroadcast_index_key(phase)
+        index = self.keys.rebroadcast_index_key(phase, self.supplier)
         members: set[bytes] = await self._redis.smembers(index)  # type: ignore[assignment]
         out = []
         for m in members:
@@ -136,7 +136,7 @@ class RebroadcastStore:
         if not raw:  # expired: reap the index member
             await self._write(
                 self._delete,
-                [key, self.keys.rebroadcast_index_key(phase)],
+                [key, self.keys.rebroadcast_index_key(phase, self.supplier)],
                 ["", self._member(end_height)],
             )
         return {sid.decode(): RebroadcastEntry.from_json(sid.decode(), v) for sid, v in raw.items()}
@@ -146,7 +146,7 @@ class RebroadcastStore:
             self._delete,
             [
                 self.keys.rebroadcast_key(phase, self.supplier, end_height),
-                self.keys.rebroadcast_index_key(phase),
+                self.keys.rebroadcast_index_key(phase, self.supplier),
             ],
             [session_id, self._member(end_height)],
         )

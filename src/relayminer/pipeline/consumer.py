@@ -66,7 +66,7 @@ class StreamConsumer:
         batch_size: int = 500,
     ) -> None:
         self._redis = redis
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.supplier = supplier
         self.stream = self.keys.stream_key(supplier)
         self.dead_stream = self.keys.dead_letter_stream_key(supplier)

@@ -85,7 +85,7 @@ class SupplierLeases:
         self._redis = redis
         self.instance_id = instance_id
         self.suppliers = list(suppliers)
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.ttl = ttl_seconds
         self.renew = renew_seconds
         self._on_acquired = on_acquired

@@ -172,7 +172,7 @@ class Miner:
         self.redis = redis
         self.chain = chain
         self.driver = driver
-        self.keys = KeyBuilder(config.redis.namespace)
+        self.keys = KeyBuilder.for_client(redis, config.redis.namespace)
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
         self.pipelines: dict[str, SupplierPipeline] = {}

@@ -76,14 +76,20 @@ def _require_hash(relay_hash: object, name: str = "relay_hash") -> bytes:
 class RedisDeduplicator:
     """The Redis-set implementation of :class:`Deduplicator`."""
 
-    def __init__(self, redis: Redis, config: DeduplicatorConfig | None = None) -> None:
+    def __init__(
+        self, redis: Redis, config: DeduplicatorConfig | None = None, *, supplier: str | None = None
+    ) -> None:
+        """``supplier`` is required on a Redis Cluster client: the cluster key layout puts a
+        dedup set in its supplier's slot (``KeyBuilder.miner_dedup_session_key``)."""
         self._redis = redis
+        self.supplier = supplier
         self.config = config if config is not None else DeduplicatorConfig()
-        self._keys = KeyBuilder().with_prefixes(dedup_prefix=self.config.key_prefix)
+        self._keys = KeyBuilder.for_client(redis).with_prefixes(dedup_prefix=self.config.key_prefix)
         self._closed = False
 
     def key(self, session_id: str) -> str:
-        return self._keys.miner_dedup_session_key(require_id("session_id", session_id))
+        sid = require_id("session_id", session_id)
+        return self._keys.miner_dedup_session_key(sid, self.supplier)
 
     async def is_duplicate(self, relay_hash: bytes, session_id: str) -> bool:
         member = _require_hash(relay_hash)

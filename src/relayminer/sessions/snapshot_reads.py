@@ -56,7 +56,7 @@ class RedisSessionReader:
         self._redis = redis
         self.config = config
         self.supplier = config.supplier_address
-        self.keys = KeyBuilder().with_prefixes(sessions_prefix=config.key_prefix)
+        self.keys = KeyBuilder.for_client(redis).with_prefixes(sessions_prefix=config.key_prefix)
         self._read = redis.register_script(scripts.READ_SNAPSHOT)
 
     # --- keys -------------------------------------------------------------------------------
