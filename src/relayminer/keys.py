@@ -213,6 +213,10 @@ class KeyBuilder:
     def global_leader_key(self) -> str:
         return f"{self._b}:{self.ns.miner_prefix}:global_leader"
 
+    def miner_claim_prefix(self) -> str:
+        """What every lease key starts with (the supplier segment follows)."""
+        return f"{self._b}:{self.ns.miner_prefix}:claim:"
+
     def miner_claim_key(self, supplier: str) -> str:
         return f"{self._b}:{self.ns.miner_prefix}:claim:{self.supplier_segment(supplier)}"
 

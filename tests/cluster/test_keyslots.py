@@ -65,6 +65,7 @@ NOT_KEYS = {
     "supplier_of_segment",
     "with_prefixes",
     "for_client",
+    "miner_claim_prefix",
 }
 
 
