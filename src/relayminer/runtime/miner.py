@@ -24,8 +24,10 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from relayminer import metrics
@@ -62,10 +64,11 @@ async def check_eviction_policy(redis: Redis, *, allow_eviction: bool) -> str | 
     ``live_root`` or a dedup set: relays are lost or counted twice without any error. It raises
     :class:`EvictionPolicyError` unless ``allow_eviction`` (then a WARNING and the
     ``ha_miner_redis_eviction_policy_evicting`` gauge at 1). A server with ``CONFIG`` disabled
-    or renamed is logged as unchecked.
+    or renamed is logged as unchecked. On a Redis Cluster every master is read, and the first
+    evicting policy found (else the first one) is the answer.
     """
     try:
-        reply = await redis.config_get("maxmemory-policy")
+        reply = _first_evicting(await _policies(redis))
     except RedisError as err:
         log.warning(
             "could not check the Redis maxmemory-policy (CONFIG unavailable)",
@@ -90,6 +93,24 @@ async def check_eviction_policy(redis: Redis, *, allow_eviction: bool) -> str | 
             extra={"maxmemory_policy": policy},
         )
     return policy
+
+
+async def _policies(redis: Redis) -> list[dict[Any, Any]]:
+    if isinstance(redis, RedisCluster):  # one reply per master: any of them may evict
+        return [
+            await redis.config_get("maxmemory-policy", target_nodes=node)
+            for node in redis.get_primaries()
+        ]
+    return [await redis.config_get("maxmemory-policy")]
+
+
+def _first_evicting(replies: list[dict[Any, Any]]) -> dict[Any, Any]:
+    for reply in replies:
+        raw = next(iter(reply.values()), None) if reply else None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if text.startswith(("allkeys-", "volatile-")):
+            return reply
+    return replies[0] if replies else {}
 
 
 @dataclass
