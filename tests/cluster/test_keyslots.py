@@ -152,3 +152,15 @@ async def test_layout_follows_the_client(redis_cluster: ClusterGroup) -> None:
         assert not KeyBuilder.for_client(single).hash_tagged
     finally:
         await single.aclose()
+
+
+async def test_supplier_discovery_scans_every_master(cluster_client: RedisCluster) -> None:
+    from relayminer.inspection import find_suppliers
+
+    kb = KeyBuilder(hash_tagged=True)
+    sups = [f"pokt1scan{i}" for i in range(12)]
+    for sup in sups:
+        await cluster_client.sadd(kb.miner_sessions_index_key(sup), "sess")
+    owners = {cluster_client.get_node_from_key(kb.stream_key(s)).name for s in sups}
+    assert len(owners) == 3  # the index keys live on every master
+    assert await find_suppliers(cluster_client) == sorted(sups)  # type: ignore[arg-type]
