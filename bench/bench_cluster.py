@@ -31,14 +31,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the cluster fixture of the tests
 
-from bench_smst_memory import write_report  # noqa: E402
+from tests.cluster.cluster_support import start_cluster  # noqa: E402
 
+from bench_smst_memory import write_report  # noqa: E402
 from relayminer.pipeline.publisher import RelayPublisher  # noqa: E402
 from relayminer.pipeline.relays import MinedRelayMessage  # noqa: E402
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig  # noqa: E402
 from relayminer.runtime.connections import connect  # noqa: E402
 from relayminer.runtime.gcpolicy import run_gc_freezer  # noqa: E402
-from tests.cluster.cluster_support import start_cluster  # noqa: E402
 
 RESULTS = HERE / "results" / "cluster.json"
 WORKERS = 2
@@ -106,6 +106,27 @@ def worker_main(argv: list[str]) -> None:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def run_workers(url: str, sups: list[str], batch: int) -> list[dict[str, Any]]:
+    """Start the worker processes together; their JSON results."""
+    start_at = time.time() + 1.5  # time for every process to import and connect
+    shards = [",".join(sups[i::WORKERS]) for i in range(WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", url, shard, str(batch), str(start_at)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for shard in shards
+    ]
+    results = []
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"worker process failed ({p.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
 async def measure_one(masters: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     group = await start_cluster(workdir / f"m{masters}", masters=masters, replicas_per_master=0)
     try:
@@ -123,29 +144,7 @@ async def measure_one(masters: int, args: argparse.Namespace, workdir: Path) -> 
             )
         finally:
             await client.aclose()
-        start_at = time.time() + 1.5  # time for both processes to import and connect
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    group.url,
-                    ",".join(sups[i::WORKERS]),
-                    str(args.batch),
-                    str(start_at),
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(WORKERS)
-        ]
-        results = []
-        for p in procs:
-            out, _ = p.communicate(timeout=600)
-            if p.returncode != 0:
-                raise RuntimeError(f"worker process failed ({p.returncode})")
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        results = await asyncio.to_thread(run_workers, group.url, sups, args.batch)
         counted = sum(r["counted"] for r in results)
         if counted != args.relays:
             raise RuntimeError(f"counted {counted} of {args.relays} relays")

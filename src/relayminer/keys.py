@@ -12,13 +12,13 @@ configured prefix, :meth:`KeyBuilder.with_prefixes`).
 >>> KeyBuilder(Namespace(base_prefix="prod")).consumer_group()
 'prod-miners'
 
-Redis Cluster variant (``hash_tagged=True``, chosen by a ``redis-cluster://`` URL through
+Redis Cluster variant (:meth:`KeyBuilder.cluster`, chosen by a ``redis-cluster://`` URL through
 :meth:`KeyBuilder.for_client`): the supplier's stream stays ``ha:relays:<supplier>`` (the Go
 relayers XADD to it unmodified) and every other key of that supplier carries the hash tag
 ``{ha:relays:<supplier>}`` in place of its supplier segment, so it hashes to the stream's slot and
 every script and transaction of a supplier touches one slot (docs/redis-deployments.md).
 
->>> KeyBuilder(hash_tagged=True).miner_session_key("sup1", "sess1")
+>>> KeyBuilder.cluster().miner_session_key("sup1", "sess1")
 'ha:miner:sessions:{ha:relays:sup1}:sess1'
 """
 
@@ -56,13 +56,14 @@ class Namespace:
 class KeyBuilder:
     """Builds every Redis key of the system from a :class:`Namespace`.
 
-    ``hash_tagged`` selects the Redis Cluster layout (module docstring); the default layout is
-    the Go miner's, byte for byte.
+    The constructor gives the Go miner's layout, byte for byte; :meth:`cluster` the Redis
+    Cluster layout (module docstring), and :meth:`for_client` the one a client needs.
     """
 
-    def __init__(self, namespace: Namespace | None = None, *, hash_tagged: bool = False) -> None:
+    def __init__(self, namespace: Namespace | None = None) -> None:
         self.ns = namespace if namespace is not None else Namespace()
-        self.hash_tagged = hash_tagged
+        #: the Redis Cluster layout (:meth:`cluster`)
+        self.hash_tagged = False
         self._b = self.ns.base_prefix
         self._sessions_prefix = f"{self._b}:{self.ns.miner_prefix}:sessions"
         self._dedup_prefix = f"{self._b}:{self.ns.miner_prefix}:dedup"
@@ -72,16 +73,25 @@ class KeyBuilder:
     ) -> KeyBuilder:
         """A copy whose session or dedup keys hang under an explicit prefix (the
         ``key_prefix`` of ``SessionStoreConfig`` / ``DeduplicatorConfig``)."""
-        copy = KeyBuilder(self.ns, hash_tagged=self.hash_tagged)
+        copy = KeyBuilder(self.ns)
+        copy.hash_tagged = self.hash_tagged
         copy._sessions_prefix = sessions_prefix or self._sessions_prefix
         copy._dedup_prefix = dedup_prefix or self._dedup_prefix
         return copy
 
     @classmethod
+    def cluster(cls, namespace: Namespace | None = None) -> KeyBuilder:
+        """The Redis Cluster layout: every key of a supplier but its stream carries the
+        supplier's hash tag (module docstring)."""
+        kb = cls(namespace)
+        kb.hash_tagged = True
+        return kb
+
+    @classmethod
     def for_client(cls, redis: object, namespace: Namespace | None = None) -> KeyBuilder:
         """The layout ``redis`` needs: hash-tagged for a Redis Cluster client, the default
         (Go) layout for a single server or a Sentinel-managed master."""
-        return cls(namespace, hash_tagged=isinstance(redis, RedisCluster))
+        return cls.cluster(namespace) if isinstance(redis, RedisCluster) else cls(namespace)
 
     # --- the supplier segment -------------------------------------------------------------
     def supplier_tag(self, supplier: str) -> str:

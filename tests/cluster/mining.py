@@ -102,7 +102,7 @@ async def wait_counted(redis: RedisCluster, expected: Sessions, deadline_s: floa
 async def assert_exact(redis: RedisCluster, expected: Sessions) -> None:
     """Counts, compute units and roots of every session exactly as mined in memory; every relay
     entry acked; every key but the relayers' streams in the cluster layout."""
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     for (sup, sess), exp in expected.items():
         store = RedisSessionStore(redis, SessionStoreConfig(sup))  # type: ignore[arg-type]
         snap = await store.get(sess)

@@ -28,7 +28,7 @@ from tests.cluster.mining import publish
 from tests.lifecycle.support import APP2, SUP1, SUP2, SVC2, World
 from tests.pipeline.factory import workload
 
-KB = KeyBuilder(hash_tagged=True)
+KB = KeyBuilder.cluster()
 
 
 @pytest.fixture(autouse=True)
@@ -133,8 +133,13 @@ async def test_relayminer_run_mines_on_a_cluster(
     path = tmp_path / "miner.yaml"
     path.write_text(yaml.safe_dump(doc))
     log = (tmp_path / "miner.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relayminer", "run", "--config", str(path)],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relayminer",
+        "run",
+        "--config",
+        str(path),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -154,11 +159,11 @@ async def test_relayminer_run_mines_on_a_cluster(
         owners = {await cluster_client.get(KB.miner_claim_key(s)) for s in suppliers}
         assert all(o is not None and o.startswith(b"cluster-run:") for o in owners)
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 30) == 0
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
         log.close()
     output = (tmp_path / "miner.log").read_text()
     assert "Traceback" not in output and "ERROR" not in output, output[-3000:]

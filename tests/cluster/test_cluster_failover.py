@@ -29,7 +29,7 @@ SESSIONS = ["sess-a", "sess-b"]
 async def test_a_killed_master_loses_no_relay_and_counts_none_twice(
     private_cluster: ClusterGroup,
 ) -> None:
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     client = private_cluster.client()
     try:
         await client.initialize()  # the slot map, for get_node_from_key

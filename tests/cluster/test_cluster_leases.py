@@ -22,7 +22,7 @@ from tests.lifecycle.support import World
 from tests.pipeline.factory import workload
 from tests.runtime.test_leases import SUPPLIERS, Recorder
 
-KB = KeyBuilder(hash_tagged=True)
+KB = KeyBuilder.cluster()
 
 
 def leases(

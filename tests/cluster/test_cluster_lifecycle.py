@@ -82,7 +82,7 @@ async def test_every_session_ends_proved_and_leaves_nothing_behind(
                 assert s.settlement_outcome == "settled_proven", s
             assert await world.chain.balance(sup) > 0
         assert (await world.chain.summary()).as_dict()["claims_settled"] == len(world.published)
-        kb = KeyBuilder(hash_tagged=True)
+        kb = KeyBuilder.cluster()
         left = [k async for k in cluster.scan_iter(match="ha:smst:*")]
         left += [k async for k in cluster.scan_iter(match=kb.miner_dedup_prefix() + ":*")]
         left += [k async for k in cluster.scan_iter(match="ha:miner:rebroadcast:*")]

@@ -19,7 +19,7 @@ SESSIONS = ["sess-a", "sess-b"]
 async def test_three_replicas_six_suppliers_exact_counts_and_roots(
     redis_cluster: ClusterGroup, cluster_client: RedisCluster
 ) -> None:
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     masters = {cluster_client.get_node_from_key(kb.stream_key(s)).name for s in SUPPLIERS}
     assert len(masters) >= 2  # the suppliers really are sharded
     chain = SimulatedChain(cluster_client, chain_config())  # type: ignore[arg-type]

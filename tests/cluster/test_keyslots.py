@@ -65,6 +65,7 @@ NOT_KEYS = {
     "supplier_of_segment",
     "with_prefixes",
     "for_client",
+    "cluster",
     "miner_claim_prefix",
 }
 
@@ -82,7 +83,7 @@ def test_every_key_method_is_classified() -> None:
 async def test_every_supplier_key_hashes_to_the_stream_slot(
     cluster_client: RedisCluster, namespace: Namespace
 ) -> None:
-    kb = KeyBuilder(namespace, hash_tagged=True)
+    kb = KeyBuilder.cluster(namespace)
     for supplier in SUPPLIERS:
         stream = kb.stream_key(supplier)
         assert "{" not in stream  # the Go relayers' key, unmodified
@@ -99,20 +100,20 @@ async def test_every_supplier_key_hashes_to_the_stream_slot(
 
 async def test_suppliers_spread_over_the_masters(cluster_client: RedisCluster) -> None:
     """Sharding works: the streams of many suppliers land on every master."""
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     owners = {cluster_client.get_node_from_key(kb.stream_key(f"pokt1s{i}")).name for i in range(30)}
     assert len(owners) == 3
 
 
 async def test_replica_registry_shares_one_slot(cluster_client: RedisCluster) -> None:
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     slot = await cluster_client.cluster_keyslot(kb.miner_active_set_key())
     for instance in ("a", "miner-host-1234"):
         assert await cluster_client.cluster_keyslot(kb.miner_instance_key(instance)) == slot
 
 
 def test_cluster_layout_needs_the_supplier_where_go_has_none() -> None:
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     for call in (
         lambda: kb.miner_dedup_session_key(SID),
         lambda: kb.miner_state_epoch_key(),
@@ -128,7 +129,7 @@ def test_cluster_layout_needs_the_supplier_where_go_has_none() -> None:
 
 
 def test_segment_parsing() -> None:
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     assert kb.supplier_of_segment("{ha:relays:pokt1a}") == "pokt1a"
     for bad in ("pokt1a", "{ha:relays:}", "{other:pokt1a}", "{ha:relays:pokt1a"):
         assert kb.supplier_of_segment(bad) is None
@@ -157,7 +158,7 @@ async def test_layout_follows_the_client(redis_cluster: ClusterGroup) -> None:
 async def test_supplier_discovery_scans_every_master(cluster_client: RedisCluster) -> None:
     from relayminer.inspection import find_suppliers
 
-    kb = KeyBuilder(hash_tagged=True)
+    kb = KeyBuilder.cluster()
     sups = [f"pokt1scan{i}" for i in range(12)]
     for sup in sups:
         await cluster_client.sadd(kb.miner_sessions_index_key(sup), "sess")

@@ -108,8 +108,8 @@ class LifecycleManager:
             ttl_seconds=session_ttl_seconds,
             fence=fence,
         )
-        self.dedup = RedisDeduplicator(
-            redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()), supplier=supplier
+        self.dedup = RedisDeduplicator.for_supplier(
+            redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()), supplier
         )
         self.rebroadcasts = RebroadcastStore(
             redis,

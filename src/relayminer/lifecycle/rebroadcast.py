@@ -8,6 +8,9 @@ Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag
 - ``ha:miner:rebroadcast:{phase}:{supplier}:{E}``: HASH, session id -> JSON entry (below);
 - ``ha:miner:rebroadcast:{phase}:index``: SET of ``"{supplier}:{E}"`` groups with entries.
 
+On a Redis Cluster both carry the supplier's hash tag instead and the index is per supplier
+(``KeyBuilder.rebroadcast_key``): their writes check the lease key, in the supplier's slot.
+
 Entry JSON: ``m`` marshalled ``MsgCreateClaim``/``MsgSubmitProof`` (base64, as Go's JSON of
 ``[]byte``), ``h`` submit height, ``t`` latest tx hash, ``o`` original tx hash (empty: never
 broadcast), ``s`` service id, ``n`` resends done. TTL 1 h on both keys, refreshed on put.

@@ -76,16 +76,24 @@ def _require_hash(relay_hash: object, name: str = "relay_hash") -> bytes:
 class RedisDeduplicator:
     """The Redis-set implementation of :class:`Deduplicator`."""
 
-    def __init__(
-        self, redis: Redis, config: DeduplicatorConfig | None = None, *, supplier: str | None = None
-    ) -> None:
-        """``supplier`` is required on a Redis Cluster client: the cluster key layout puts a
-        dedup set in its supplier's slot (``KeyBuilder.miner_dedup_session_key``)."""
+    def __init__(self, redis: Redis, config: DeduplicatorConfig | None = None) -> None:
         self._redis = redis
-        self.supplier = supplier
+        #: the supplier whose sessions these are: needed on a Redis Cluster (:meth:`for_supplier`)
+        self.supplier: str | None = None
         self.config = config if config is not None else DeduplicatorConfig()
         self._keys = KeyBuilder.for_client(redis).with_prefixes(dedup_prefix=self.config.key_prefix)
         self._closed = False
+
+    @classmethod
+    def for_supplier(
+        cls, redis: Redis, config: DeduplicatorConfig | None, supplier: str
+    ) -> RedisDeduplicator:
+        """A deduplicator of ``supplier``'s sessions. Required on a Redis Cluster client: the
+        cluster key layout puts a dedup set in its supplier's slot
+        (``KeyBuilder.miner_dedup_session_key``); the Go layout's key has no supplier."""
+        dedup = cls(redis, config)
+        dedup.supplier = require_id("supplier", supplier)
+        return dedup
 
     def key(self, session_id: str) -> str:
         sid = require_id("session_id", session_id)

@@ -166,7 +166,7 @@ def journal_keys(
     >>> journal_keys("pokt1sup", "s1").leaves
     'ha:smst:pokt1sup:s1:leaves'
     """
-    kb = KeyBuilder(namespace, hash_tagged=hash_tagged)
+    kb = KeyBuilder.cluster(namespace) if hash_tagged else KeyBuilder(namespace)
     return JournalKeys(
         leaves=kb.smst_leaves_key(supplier, session_id),
         root=kb.smst_root_key(supplier, session_id),
