@@ -20,7 +20,6 @@ from relayminer.errors import RelayMinerError
 from relayminer.keys import Namespace
 from relayminer.lifecycle.config import LifecycleConfig
 from relayminer.pipeline.worker import MAX_BATCH_SIZE, WorkerConfig
-from relayminer.runtime.connections import cluster_refusal
 from relayminer.runtime.redis_url import ClusterSettings, parse_redis_url
 from relayminer.smst.layout import DEFAULT_LAYOUT, SMSTLayout
 
@@ -41,7 +40,7 @@ class _Section(BaseModel):
 
 
 class RedisSection(_Section):
-    #: ``redis://``, ``rediss://``, ``unix://`` or ``redis-sentinel://``
+    #: ``redis://``, ``rediss://``, ``unix://``, ``redis-sentinel://`` or ``redis-cluster://``
     #: (docs/redis-deployments.md); empty: start an embedded server
     url: str | None = Field(None, repr=False)  # may hold a password
     max_connections: int = Field(64, ge=4, le=10_000)
@@ -63,9 +62,7 @@ class RedisSection(_Section):
     def _url(cls, url: str | None) -> str | None:
         if not url:
             return None
-        settings = parse_redis_url(url)  # RedisUrlError is a ValueError; it hides passwords
-        if isinstance(settings, ClusterSettings):
-            raise ValueError(cluster_refusal(settings))
+        parse_redis_url(url)  # RedisUrlError is a ValueError; it hides passwords
         return url
 
 
@@ -143,6 +140,27 @@ class MinerConfig(_Section):
         if isinstance(value, dict) and "type" not in value:
             return {"type": SimulatedChainSettings().type, **value}
         return value
+
+    @model_validator(mode="after")
+    def _fits_a_cluster(self) -> MinerConfig:
+        """What a Redis Cluster cannot do (docs/redis-deployments.md): the Go node layout
+        commits with a hand-rolled ``WATCH``/``MULTI`` on one pooled connection, which a cluster
+        client has not (a cluster runs the leaf journal); ``WAIT`` must follow the write on the
+        connection of the supplier's master, which the cluster client does not expose."""
+        url = self.redis.url
+        if not url or not isinstance(parse_redis_url(url), ClusterSettings):
+            return self
+        if self.smst.layout is SMSTLayout.GO:
+            raise ValueError(
+                "smst.layout: go is not supported on redis-cluster:// (use journal, the "
+                "default; docs/redis-deployments.md)"
+            )
+        if self.redis.wait_replicas:
+            raise ValueError(
+                "redis.wait_replicas is not supported on redis-cluster:// (set it to 0; "
+                "docs/redis-deployments.md)"
+            )
+        return self
 
     @property
     def dedup_ttl_seconds(self) -> int:

@@ -4,6 +4,7 @@ the blocking pool: more commands in flight than connections wait instead of fail
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,7 +17,6 @@ from relayminer.cli import main
 from relayminer.config import ConfigError, parse_config
 from relayminer.runtime.connections import (
     BlockingSentinelConnectionPool,
-    ClusterNotSupportedError,
     connect,
     connect_cluster,
 )
@@ -167,12 +167,17 @@ def test_redact_url(url: str, redacted: str) -> None:
 # --- connect ----------------------------------------------------------------------------------
 
 
-async def test_connect_refuses_a_cluster_in_one_line_without_the_password() -> None:
-    with pytest.raises(ClusterNotSupportedError) as info:
-        connect(f"redis-cluster://:{SECRET}@127.0.0.1:7000,127.0.0.1:7001")
-    message = str(info.value)
-    assert "not supported yet" in message and "hash-tag" in message
-    assert SECRET not in message and "\n" not in message
+async def test_connect_gives_a_cluster_client_for_a_cluster_url() -> None:
+    client = connect(f"redis-cluster://:{SECRET}@127.0.0.1:7000,127.0.0.1:7001", max_connections=9)
+    try:
+        assert isinstance(client, RedisCluster)
+        nodes = {(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()}
+        assert nodes == {("127.0.0.1", 7000), ("127.0.0.1", 7001)}
+        assert client.nodes_manager.connection_kwargs["password"] == SECRET
+        assert client.nodes_manager.connection_kwargs["max_connections"] == 9
+        assert SECRET not in repr(client)
+    finally:
+        await client.aclose()
 
 
 async def test_connect_cluster_builds_a_cluster_client() -> None:
@@ -281,20 +286,42 @@ async def test_aclose_disconnects_the_pool(real_server: RealServer) -> None:
 # --- configuration and command line -----------------------------------------------------------
 
 
-def test_config_accepts_sentinel_and_refuses_cluster_naming_the_field() -> None:
-    url = f"redis-sentinel://:{SECRET}@127.0.0.1:26379/mymaster/0"
-    config = parse_config({"suppliers": ["a"], "redis": {"url": url, "pool_timeout_seconds": 5}})
-    assert config.redis.url == url
-    assert config.redis.pool_timeout_seconds == 5
-    assert SECRET not in repr(config)
+def test_config_accepts_sentinel_and_cluster_naming_the_field_of_a_bad_url() -> None:
+    for url in (
+        f"redis-sentinel://:{SECRET}@127.0.0.1:26379/mymaster/0",
+        f"redis-cluster://:{SECRET}@127.0.0.1:7000,127.0.0.1:7001",
+    ):
+        doc = {"suppliers": ["a"], "redis": {"url": url, "pool_timeout_seconds": 5}}
+        config = parse_config(doc)
+        assert config.redis.url == url
+        assert config.redis.pool_timeout_seconds == 5
+        assert SECRET not in repr(config)
     for bad, reason in [
-        (f"redis-cluster://:{SECRET}@127.0.0.1:7000", "not supported yet"),
+        (f"redis-cluster://:{SECRET}@127.0.0.1:7000/3", "only database 0"),
         (f"redis-sentinel://:{SECRET}@127.0.0.1:26379", "master name is missing"),
     ]:
         with pytest.raises(ConfigError) as info:
             parse_config({"suppliers": ["a"], "redis": {"url": bad}})
         assert "redis.url" in str(info.value) and reason in str(info.value)
         assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "reason"),
+    [
+        ({"smst": {"layout": "go"}}, "smst.layout: go is not supported on redis-cluster://"),
+        ({"redis": {"wait_replicas": 1}}, "redis.wait_replicas is not supported on redis-cluster"),
+    ],
+)
+def test_config_refuses_what_a_cluster_cannot_do(section: dict[str, Any], reason: str) -> None:
+    url = f"redis-cluster://:{SECRET}@127.0.0.1:7000"
+    doc: dict[str, Any] = {"suppliers": ["a"], **section}
+    doc["redis"] = {**doc.get("redis", {}), "url": url}
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert reason in str(info.value) and SECRET not in str(info.value)
+    doc["redis"]["url"] = "redis://127.0.0.1:6379/0"  # fine on one server
+    parse_config(doc)
 
 
 def test_inspect_does_not_print_the_password_of_an_unreachable_server() -> None:

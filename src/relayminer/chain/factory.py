@@ -180,4 +180,4 @@ async def build_chain(
     """The chain of ``settings.type``; ``suppliers`` are the miner's (a simulated chain stakes
     them when its settings name none)."""
     builder, _check = _CHAINS[settings.type]
-    return await builder(settings, redis, keys or KeyBuilder(), suppliers)
+    return await builder(settings, redis, keys or KeyBuilder.for_client(redis), suppliers)

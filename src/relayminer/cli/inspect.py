@@ -48,12 +48,13 @@ def _inspect(
     from relayminer import inspection
     from relayminer.keys import KeyBuilder, Namespace
 
-    keys = KeyBuilder(Namespace(base_prefix=namespace))
+    namespace_keys = KeyBuilder(Namespace(base_prefix=namespace))
 
     async def collect() -> dict[str, list[Row]]:
         redis = open_redis(redis_url, max_connections=4)
         try:
             await check_redis(redis, redis_url)
+            keys = KeyBuilder.for_client(redis, namespace_keys.ns)  # cluster: hash-tagged
             found: Mapping[str, Sequence[Row]]
             if what == "sessions":
                 found = await inspection.inspect_sessions(redis, supplier=supplier, keys=keys)

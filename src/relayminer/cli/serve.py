@@ -213,7 +213,8 @@ async def _run_miner(config: MinerConfig, url: str, signals: StopSignals) -> Non
             raise CliFailure(str(err), EXIT_CONFIG) from None
         if config.metrics.enabled:
             start_metrics(config.metrics.host, config.metrics.port)
-        connection = await _open_chain(config, redis, KeyBuilder(config.redis.namespace))
+        keys = KeyBuilder.for_client(redis, config.redis.namespace)  # cluster: hash-tagged
+        connection = await _open_chain(config, redis, keys)
         await Miner(config, redis, connection.chain, driver=connection.driver).run(signals.stop)
     finally:
         if connection is not None:

@@ -192,12 +192,13 @@ def status(
     outcomes, and the chain height and block age (a simulated chain, when present)."""
     from relayminer.keys import KeyBuilder, Namespace
 
-    keys = KeyBuilder(Namespace(base_prefix=namespace))
+    namespace_keys = KeyBuilder(Namespace(base_prefix=namespace))
 
     async def show(signals: StopSignals) -> None:
         redis = open_redis(redis_url, max_connections=4)
         try:
             await check_redis(redis, redis_url)
+            keys = KeyBuilder.for_client(redis, namespace_keys.ns)  # cluster: hash-tagged
             if not watch:
                 _print(await collect_status(redis, keys=keys, supplier=supplier), json_output)
                 return

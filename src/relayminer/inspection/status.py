@@ -35,6 +35,7 @@ from relayminer.inspection.views import (
     _stream_suppliers,
     _text,
     inspect_streams,
+    split_supplier,
 )
 from relayminer.keys import KeyBuilder
 from relayminer.sessions.model import SessionSnapshot, SessionState
@@ -194,10 +195,13 @@ def _windows(snapshots: Sequence[SessionSnapshot]) -> list[WindowSessions]:
 
 async def _leases(redis: Redis, kb: KeyBuilder) -> dict[str, tuple[str, float | None]]:
     """supplier -> (owner instance, remaining TTL in seconds) for every lease key."""
-    prefix = kb.miner_claim_key("")
-    keys = [
-        k for k in await _scan(redis, _glob_escape(prefix) + "*") if ":" not in k[len(prefix) :]
-    ]
+    prefix = kb.miner_claim_prefix()
+    suppliers: dict[str, str] = {}  # lease key -> supplier
+    for key in await _scan(redis, _glob_escape(prefix) + "*"):
+        supplier, tail = split_supplier(kb, key[len(prefix) :])
+        if supplier and ":" not in supplier and not tail:
+            suppliers[key] = supplier
+    keys = list(suppliers)
     if not keys:
         return {}
     async with redis.pipeline(transaction=False) as pipe:
@@ -211,7 +215,7 @@ async def _leases(redis: Redis, kb: KeyBuilder) -> dict[str, tuple[str, float | 
         if token is None:
             continue  # expired between SCAN and GET
         owner = _text(token).rpartition(":")[0] or _text(token)
-        out[key[len(prefix) :]] = (owner, pttl / 1000 if pttl is not None and pttl >= 0 else None)
+        out[suppliers[key]] = (owner, pttl / 1000 if pttl is not None and pttl >= 0 else None)
     return out
 
 
@@ -292,7 +296,7 @@ async def collect_status(
     clock: Callable[[], float] = time.time,
 ) -> DeploymentStatus:
     """Read the deployment's status (module docstring); ``supplier`` restricts the suppliers."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     now = clock()
     leases = await _leases(redis, kb)
     if supplier is not None:

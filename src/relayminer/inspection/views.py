@@ -111,15 +111,29 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
+def split_supplier(kb: KeyBuilder, rest: str) -> tuple[str | None, str]:
+    """``rest`` (a key after its prefix) starts with a supplier segment: the supplier and what
+    follows the segment's ``:`` separator. The segment is the address, or in the cluster layout
+    its hash tag, which holds colons itself. (None, "") when it does not fit the layout."""
+    if kb.hash_tagged:
+        end = rest.find("}")
+        segment, tail = rest[: end + 1], rest[end + 1 :]
+        if end < 0 or (tail and not tail.startswith(":")):
+            return None, ""
+        return kb.supplier_of_segment(segment), tail[1:]
+    segment, _, tail = rest.partition(":")
+    return kb.supplier_of_segment(segment), tail
+
+
 async def find_suppliers(redis: Redis, keys: KeyBuilder | None = None) -> list[str]:
     """Suppliers that have a session index (``ha:miner:sessions:*:index``), sorted."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     prefix = kb.miner_sessions_prefix() + ":"
     found = set()
     for key in await _scan(redis, _glob_escape(prefix) + "*:index"):
-        middle = key[len(prefix) : -len(":index")]
-        if middle and ":" not in middle:
-            found.add(middle)
+        supplier, tail = split_supplier(kb, key[len(prefix) :])
+        if supplier and ":" not in supplier and tail == "index":
+            found.add(supplier)
     return sorted(found)
 
 
@@ -134,7 +148,7 @@ async def inspect_sessions(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[SessionRow]]:
     """Every session snapshot per supplier, ordered by end height then session id."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[SessionRow]] = {}
     for sup in await _suppliers(redis, kb, supplier):
         store = RedisSessionStore(redis, SessionStoreConfig(sup, kb.miner_sessions_prefix()))
@@ -183,9 +197,9 @@ async def _smst_suppliers(redis: Redis, kb: KeyBuilder, supplier: str | None) ->
     prefix = kb.smst_nodes_prefix()  # "ha:smst:"
     for kind in ("live_root", "leaves"):
         for key in await _scan(redis, _glob_escape(prefix) + f"*:*:{kind}"):
-            parts = key[len(prefix) :].split(":")
-            if len(parts) == 3:
-                found.add(parts[0])
+            sup, tail = split_supplier(kb, key[len(prefix) :])
+            if sup and ":" not in sup and len(tail.split(":")) == 2:
+                found.add(sup)
     return sorted(found)
 
 
@@ -197,7 +211,7 @@ async def inspect_smst(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[SmstRow]]:
     """Per supplier, one row per session that has a session snapshot or a tree in Redis."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[SmstRow]] = {}
     for sup in await _smst_suppliers(redis, kb, supplier):
         members: set[bytes | str] = await redis.smembers(kb.miner_sessions_index_key(sup))
@@ -265,7 +279,7 @@ async def inspect_streams(
     redis: Redis, *, supplier: str | None = None, keys: KeyBuilder | None = None
 ) -> dict[str, list[StreamRow]]:
     """One row per supplier stream (a missing stream shows as empty)."""
-    kb = keys or KeyBuilder()
+    kb = keys or KeyBuilder.for_client(redis)
     out: dict[str, list[StreamRow]] = {}
     group = kb.consumer_group()
     for sup in await _stream_suppliers(redis, kb, supplier):

@@ -94,7 +94,7 @@ class LifecycleManager:
         self.supplier = supplier
         self._priority = priority
         self.chain = chain
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.config = config or LifecycleConfig()
         self._redis = redis
         self.store = RedisSessionStore(
@@ -112,7 +112,9 @@ class LifecycleManager:
             ttl_seconds=session_ttl_seconds,
             fence=fence,
         )
-        self.dedup = RedisDeduplicator(redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()))
+        self.dedup = RedisDeduplicator.for_supplier(
+            redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()), supplier
+        )
         self.rebroadcasts = RebroadcastStore(
             redis,
             supplier,

@@ -9,6 +9,9 @@ Layout (same as the Go miner; the phase sits in braces, a Redis Cluster hash tag
 - ``ha:miner:rebroadcast:{phase}:{supplier}:{E}``: HASH, session id -> JSON entry (below);
 - ``ha:miner:rebroadcast:{phase}:index``: SET of ``"{supplier}:{E}"`` groups with entries.
 
+On a Redis Cluster both carry the supplier's hash tag instead and the index is per supplier
+(``KeyBuilder.rebroadcast_key``): their writes check the lease key, in the supplier's slot.
+
 Entry JSON: ``m`` marshalled ``MsgCreateClaim``/``MsgSubmitProof`` (base64, as Go's JSON of
 ``[]byte``), ``h`` height of the latest broadcast, ``t`` latest tx hash (empty: not in the
 mempool), ``o`` original tx hash (empty: never broadcast), ``s`` service id, ``n`` resends
@@ -103,7 +106,7 @@ class RebroadcastStore:
     ) -> None:
         self._redis = redis
         self.supplier = supplier
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.ttl = ttl_seconds
         self.fence = fence
         self._put = redis.register_script(scripts.REBROADCAST_PUT)
@@ -126,7 +129,7 @@ class RebroadcastStore:
 
     async def put(self, phase: str, end_height: int, entry: RebroadcastEntry) -> None:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
-        index = self.keys.rebroadcast_index_key(phase)
+        index = self.keys.rebroadcast_index_key(phase, self.supplier)
         await self._write(
             self._put,
             [key, index],
@@ -147,7 +150,7 @@ class RebroadcastStore:
         """
         known = self._known.get(phase)
         if known is None:
-            index = self.keys.rebroadcast_index_key(phase)
+            index = self.keys.rebroadcast_index_key(phase, self.supplier)
             members: set[bytes] = await self._redis.smembers(index)  # type: ignore[assignment]
             known = set()
             for m in members:
@@ -163,7 +166,7 @@ class RebroadcastStore:
         if not raw:  # emptied or expired: reap the index member
             await self._write(
                 self._delete,
-                [key, self.keys.rebroadcast_index_key(phase)],
+                [key, self.keys.rebroadcast_index_key(phase, self.supplier)],
                 ["", self._member(end_height)],
             )
             self._known.get(phase, set()).discard(end_height)
@@ -174,7 +177,7 @@ class RebroadcastStore:
             self._delete,
             [
                 self.keys.rebroadcast_key(phase, self.supplier, end_height),
-                self.keys.rebroadcast_index_key(phase),
+                self.keys.rebroadcast_index_key(phase, self.supplier),
             ],
             [session_id, self._member(end_height)],
         )

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from relayminer import metrics
 from relayminer.keys import KeyBuilder
@@ -66,7 +66,7 @@ class StreamConsumer:
         batch_size: int = 500,
     ) -> None:
         self._redis = redis
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.supplier = supplier
         self.stream = self.keys.stream_key(supplier)
         self.dead_stream = self.keys.dead_letter_stream_key(supplier)
@@ -170,6 +170,12 @@ class StreamConsumer:
             except ResponseError as err:
                 text = str(err).lower()
                 self._xackdel = not ("unknown command" in text or "unknown subcommand" in text)
+            except RedisError as err:
+                # A cluster client routes by the server's command table, where an unknown
+                # command has no keys: it refuses before sending anything.
+                if "doesn't exist in redis commands" not in str(err).lower():
+                    raise
+                self._xackdel = False
         return self._xackdel
 
     async def trim(self, max_age_ms: int) -> int:

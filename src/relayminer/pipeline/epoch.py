@@ -27,7 +27,7 @@ class StateEpoch:
 
     def __init__(self, redis: Redis, keys: KeyBuilder, supplier: str) -> None:
         self._redis = redis
-        self.key = keys.miner_state_epoch_key()
+        self.key = keys.miner_state_epoch_key(supplier)
         self.supplier = supplier
         self.token: bytes | None = None
         # Export the series at 0 from the start, so `increase()` alerts see the first loss.

@@ -24,7 +24,7 @@ from relayminer.pipeline.relays import MinedRelayMessage
 class RelayPublisher:
     def __init__(self, redis: Redis, key_builder: KeyBuilder | None = None) -> None:
         self._redis = redis
-        self._keys = key_builder or KeyBuilder()
+        self._keys = key_builder or KeyBuilder.for_client(redis)
         self._closed = False
 
     @staticmethod

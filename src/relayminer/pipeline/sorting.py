@@ -227,7 +227,7 @@ class BatchSorter:
     async def _known(self, sid: str, hashes: list[bytes]) -> list[bool]:
         """Which relay hashes the session's gate (dedup set or leaf journal) already holds."""
         if self.layout is SMSTLayout.GO:
-            dedup = self.keys.miner_dedup_session_key(sid)
+            dedup = self.keys.miner_dedup_session_key(sid, self.supplier)
             return [bool(k) for k in await self._redis.smismember(dedup, hashes)]
         leaves = self.keys.smst_leaves_key(self.supplier, sid)
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -177,7 +177,7 @@ class RelayWorker:
     ) -> None:
         self.supplier = require_id("supplier_address", supplier_address)
         self.config = config if config is not None else WorkerConfig()
-        self.keys = KeyBuilder(self.config.namespace)
+        self.keys = KeyBuilder.for_client(redis, self.config.namespace)
         self.consumer_name = self.config.consumer_name or default_consumer_name()
         self._redis = redis
         self.consumer = StreamConsumer(

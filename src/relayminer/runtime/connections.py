@@ -13,14 +13,18 @@ flight than it has connections, which made the demo fail at 100 suppliers.
   connection (redis-py's ``SentinelConnectionPool``), so a client follows a failover; a command
   caught by the failover fails with a ``ConnectionError`` and the caller's retry loop (the relay
   worker's, the lease manager's ...) reconnects to the promoted replica.
-- ``redis-cluster://``: refused by :func:`connect` until the per-supplier hash-tag key layout
-  lands (the miner's multi-key scripts would fail with CROSSSLOT); :func:`connect_cluster` gives
-  a ``RedisCluster`` for that layout and for tests.
+- ``redis-cluster://``: a ``redis.asyncio.cluster.RedisCluster`` (seed nodes; the rest of the
+  cluster is discovered, and MOVED/ASK replies after a failover or a reshard are followed).
+  Every component picks the hash-tagged key layout for such a client
+  (:meth:`~relayminer.keys.KeyBuilder.for_client`), so every script and transaction of a
+  supplier stays in one slot. It offers the command surface the miner uses (registered scripts
+  routed by their keys, single-slot ``MULTI`` pipelines, ``SCAN`` on every primary, pub/sub)
+  and is returned typed as ``Redis`` for the callers' sake.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -40,10 +44,6 @@ DEFAULT_POOL_TIMEOUT = 30.0
 #: discovery (the next sentinel is asked)
 SENTINEL_SOCKET_TIMEOUT = 1.0
 HEALTH_CHECK_INTERVAL = 30
-
-
-class ClusterNotSupportedError(RedisUrlError):
-    """``connect`` was given a ``redis-cluster://`` URL, which the miner cannot use yet."""
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -74,9 +74,9 @@ def connect(
     """A client for ``url``, owning its pool (``aclose()`` closes every connection).
 
     ``max_connections`` bounds the pool; a command waits up to ``pool_timeout`` seconds for a
-    free connection, then fails with ``redis.exceptions.ConnectionError``. Raises
-    :class:`~relayminer.runtime.redis_url.RedisUrlError` for a malformed URL and
-    :class:`ClusterNotSupportedError` for ``redis-cluster://``.
+    free connection, then fails with ``redis.exceptions.ConnectionError``; on a cluster
+    ``max_connections`` is per node and not blocking (:func:`connect_cluster`). Raises
+    :class:`~relayminer.runtime.redis_url.RedisUrlError` for a malformed URL.
     """
     if max_connections < 1:
         raise ValueError(f"max_connections must be >= 1, got {max_connections}")
@@ -84,7 +84,7 @@ def connect(
         raise ValueError(f"pool_timeout must be > 0, got {pool_timeout}")
     settings = parse_redis_url(url)
     if isinstance(settings, ClusterSettings):
-        raise ClusterNotSupportedError(cluster_refusal(settings))
+        return cast(Redis, _cluster_client(settings, max_connections, socket_timeout))
     if isinstance(settings, SentinelSettings):
         return _sentinel_master(settings, max_connections, pool_timeout, socket_timeout)
     assert isinstance(settings, SingleServerSettings)
@@ -98,15 +98,6 @@ def connect(
         health_check_interval=HEALTH_CHECK_INTERVAL,
     )
     return Redis.from_pool(pool)
-
-
-def cluster_refusal(settings: ClusterSettings) -> str:
-    """The one-line reason a cluster URL is refused (also used by configuration validation)."""
-    return (
-        f"{settings.redacted}: Redis Cluster is not supported yet: the miner's multi-key "
-        "scripts span hash slots until the per-supplier hash-tag layout lands "
-        "(docs/redis-deployments.md); use redis://, unix:// or redis-sentinel://"
-    )
 
 
 def _sentinel_master(
@@ -157,6 +148,12 @@ def connect_cluster(
     settings = parse_redis_url(url)
     if not isinstance(settings, ClusterSettings):
         raise RedisUrlError(f"{settings.redacted}: connect_cluster needs a redis-cluster:// URL")
+    return _cluster_client(settings, max_connections, socket_timeout)
+
+
+def _cluster_client(
+    settings: ClusterSettings, max_connections: int, socket_timeout: float | None
+) -> RedisCluster:
     return RedisCluster(
         startup_nodes=[ClusterNode(e.host, e.port) for e in settings.nodes],
         username=settings.username,

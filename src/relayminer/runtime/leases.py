@@ -25,8 +25,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from relayminer import metrics
@@ -85,7 +87,7 @@ class SupplierLeases:
         self._redis = redis
         self.instance_id = instance_id
         self.suppliers = list(suppliers)
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.ttl = ttl_seconds
         self.renew = renew_seconds
         self._on_acquired = on_acquired
@@ -192,11 +194,19 @@ class SupplierLeases:
             return
         started = time.monotonic()
         ttl_ms = int(self.ttl * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for supplier in suppliers:
-                fence = self.held[supplier].fence
-                await self._renew_script(keys=[fence.key], args=[fence.token, ttl_ms], client=pipe)
-            results = await pipe.execute()
+        fences = [self.held[s].fence for s in suppliers]
+        results: list[Any]
+        if isinstance(self._redis, RedisCluster):  # a cluster pipeline refuses scripts
+            results = list(
+                await asyncio.gather(
+                    *(self._renew_script(keys=[f.key], args=[f.token, ttl_ms]) for f in fences)
+                )
+            )
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for f in fences:
+                    await self._renew_script(keys=[f.key], args=[f.token, ttl_ms], client=pipe)
+                results = await pipe.execute()
         lost = []
         for supplier, ok in zip(suppliers, results, strict=True):
             held = self.held.get(supplier)

@@ -30,8 +30,10 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from relayminer import metrics
@@ -73,10 +75,11 @@ async def check_eviction_policy(redis: Redis, *, allow_eviction: bool) -> str | 
     ``live_root`` or a dedup set: relays are lost or counted twice without any error. It raises
     :class:`EvictionPolicyError` unless ``allow_eviction`` (then a WARNING and the
     ``ha_miner_redis_eviction_policy_evicting`` gauge at 1). A server with ``CONFIG`` disabled
-    or renamed is logged as unchecked.
+    or renamed is logged as unchecked. On a Redis Cluster every master is read, and the first
+    evicting policy found (else the first one) is the answer.
     """
     try:
-        reply = await redis.config_get("maxmemory-policy")
+        reply = _first_evicting(await _policies(redis))
     except RedisError as err:
         log.warning(
             "could not check the Redis maxmemory-policy (CONFIG unavailable)",
@@ -121,6 +124,24 @@ def lease_client(redis: Redis) -> Redis | None:
         **pool.connection_kwargs,
     )
     return Redis.from_pool(clone)
+
+
+async def _policies(redis: Redis) -> list[dict[Any, Any]]:
+    if isinstance(redis, RedisCluster):  # one reply per master: any of them may evict
+        return [
+            await redis.config_get("maxmemory-policy", target_nodes=node)
+            for node in redis.get_primaries()
+        ]
+    return [await redis.config_get("maxmemory-policy")]
+
+
+def _first_evicting(replies: list[dict[Any, Any]]) -> dict[Any, Any]:
+    for reply in replies:
+        raw = next(iter(reply.values()), None) if reply else None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if text.startswith(("allkeys-", "volatile-")):
+            return reply
+    return replies[0] if replies else {}
 
 
 @dataclass
@@ -205,7 +226,7 @@ class Miner:
         #: what every supplier's lifecycle reads from the chain, asked once per replica
         self.chain_reads = SharedChainReads(chain)
         self.driver = driver
-        self.keys = KeyBuilder(config.redis.namespace)
+        self.keys = KeyBuilder.for_client(redis, config.redis.namespace)
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
         self.pipelines: dict[str, SupplierPipeline] = {}
@@ -214,7 +235,8 @@ class Miner:
             config.lifecycle.max_mining_pause_seconds, config.lifecycle.max_concurrent_passes
         )
         #: one blocked XREAD for every idle worker, instead of a parked connection each
-        self.wakeups = StreamWakeups(redis)
+        #: (not on a cluster: one XREAD cannot span slots; workers block on their own there)
+        self.wakeups = None if isinstance(redis, RedisCluster) else StreamWakeups(redis)
         self._lease_redis = lease_client(redis)
         self.leases = SupplierLeases(
             self._lease_redis or redis,
@@ -288,7 +310,8 @@ class Miner:
             # Stopped within half a renew interval (then cancelled): a lease dropped at its local
             # deadline (ttl - renew after the last renewal) is quiet before it can expire.
             await pipeline.stop(grace_seconds=self.config.leases.renew_seconds / 2)
-            self.wakeups.forget(self.keys.stream_key(supplier))
+            if self.wakeups is not None:
+                self.wakeups.forget(self.keys.stream_key(supplier))
             log.info("stopped mining supplier", extra={"supplier": supplier})
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -301,8 +324,9 @@ class Miner:
             asyncio.create_task(self.leases.run(stop), name="leases"),
             asyncio.create_task(run_gc_freezer(stop), name="gc-freezer"),
             asyncio.create_task(self._watch_eviction_policy(stop), name="eviction-policy"),
-            asyncio.create_task(self.wakeups.run(stop), name="stream-wakeups"),
         ]
+        if self.wakeups is not None:
+            tasks.append(asyncio.create_task(self.wakeups.run(stop), name="stream-wakeups"))
         if self.driver is not None:
             tasks.append(asyncio.create_task(self.driver(stop), name="chain-driver"))
         try:

@@ -431,7 +431,7 @@ class BatchAccounting:
                 session_key,
                 self.keys.smst_leaves_key(self.supplier, s.session_id)
                 if journal
-                else self.keys.miner_dedup_session_key(s.session_id),
+                else self.keys.miner_dedup_session_key(s.session_id, self.supplier),
                 self.keys.smst_root_key(self.supplier, s.session_id) if journal else session_key,
             ]
             args.append(s.session_id)

@@ -78,12 +78,26 @@ class RedisDeduplicator:
 
     def __init__(self, redis: Redis, config: DeduplicatorConfig | None = None) -> None:
         self._redis = redis
+        #: the supplier whose sessions these are: needed on a Redis Cluster (:meth:`for_supplier`)
+        self.supplier: str | None = None
         self.config = config if config is not None else DeduplicatorConfig()
-        self._keys = KeyBuilder().with_prefixes(dedup_prefix=self.config.key_prefix)
+        self._keys = KeyBuilder.for_client(redis).with_prefixes(dedup_prefix=self.config.key_prefix)
         self._closed = False
 
+    @classmethod
+    def for_supplier(
+        cls, redis: Redis, config: DeduplicatorConfig | None, supplier: str
+    ) -> RedisDeduplicator:
+        """A deduplicator of ``supplier``'s sessions. Required on a Redis Cluster client: the
+        cluster key layout puts a dedup set in its supplier's slot
+        (``KeyBuilder.miner_dedup_session_key``); the Go layout's key has no supplier."""
+        dedup = cls(redis, config)
+        dedup.supplier = require_id("supplier", supplier)
+        return dedup
+
     def key(self, session_id: str) -> str:
-        return self._keys.miner_dedup_session_key(require_id("session_id", session_id))
+        sid = require_id("session_id", session_id)
+        return self._keys.miner_dedup_session_key(sid, self.supplier)
 
     async def is_duplicate(self, relay_hash: bytes, session_id: str) -> bool:
         member = _require_hash(relay_hash)

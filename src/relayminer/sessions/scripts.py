@@ -11,8 +11,8 @@ Conventions:
 - Every script that writes a supplier's state checks the lease (fence) token first and the type
   of every key it writes before its first write: a failing script changes nothing.
 - Scripts that must maintain a state index derive the old state's index key from a prefix in
-  ARGV. All keys of a supplier live on one Redis instance (the Go layout has no cluster hash
-  tags either).
+  ARGV. All keys of a supplier live on one Redis instance; on a Redis Cluster the prefix holds
+  the supplier's hash tag, so the derived key is in the script's slot (``relayminer.keys``).
 """
 
 from __future__ import annotations

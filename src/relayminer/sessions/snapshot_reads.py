@@ -56,7 +56,7 @@ class RedisSessionReader:
         self._redis = redis
         self.config = config
         self.supplier = config.supplier_address
-        self.keys = KeyBuilder().with_prefixes(sessions_prefix=config.key_prefix)
+        self.keys = KeyBuilder.for_client(redis).with_prefixes(sessions_prefix=config.key_prefix)
         self._read = redis.register_script(scripts.READ_SNAPSHOT)
 
     # --- keys -------------------------------------------------------------------------------
@@ -99,10 +99,13 @@ class RedisSessionReader:
         if not ids:
             return []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for sid in ids:
-                    await self._read(keys=[self.session_key(sid)], args=[], client=pipe)
-                replies = await pipe.execute()
+            if self.keys.hash_tagged:  # a cluster pipeline refuses scripts: one call each
+                replies = [await self._read(keys=[self.session_key(sid)]) for sid in ids]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for sid in ids:
+                        await self._read(keys=[self.session_key(sid)], args=[], client=pipe)
+                    replies = await pipe.execute()
         except (RedisError, OSError) as err:
             raise StoreError(f"failed to read session snapshots: {err}") from err
         out: list[SessionSnapshot] = []

@@ -157,18 +157,29 @@ class JournalKeys:
     stats: str
 
 
-def journal_keys(supplier: str, session_id: str, namespace: Namespace | None = None) -> JournalKeys:
-    """The journal keys of ``(supplier, session_id)``.
+def journal_keys(
+    supplier: str, session_id: str, namespace: Namespace | None = None, *, hash_tagged: bool = False
+) -> JournalKeys:
+    """The journal keys of ``(supplier, session_id)`` (``hash_tagged``: the Redis Cluster
+    layout, see :class:`~relayminer.keys.KeyBuilder`).
 
     >>> journal_keys("pokt1sup", "s1").leaves
     'ha:smst:pokt1sup:s1:leaves'
     """
-    kb = KeyBuilder(namespace)
+    kb = KeyBuilder.cluster(namespace) if hash_tagged else KeyBuilder(namespace)
     return JournalKeys(
         leaves=kb.smst_leaves_key(supplier, session_id),
         root=kb.smst_root_key(supplier, session_id),
         stats=kb.smst_stats_key(supplier, session_id),
     )
+
+
+def _client_journal_keys(
+    redis: Redis, supplier: str, session_id: str, namespace: Namespace | None
+) -> JournalKeys:
+    """The journal keys in the layout ``redis`` needs (hash-tagged on a Redis Cluster)."""
+    tagged = KeyBuilder.for_client(redis).hash_tagged
+    return journal_keys(supplier, session_id, namespace, hash_tagged=tagged)
 
 
 # --- value encoding -------------------------------------------------------------------------
@@ -231,7 +242,7 @@ async def insert_leaves(
 ) -> int:
     """Insert-if-absent ``leaves`` into the session's journal in one script call: the number
     that were new, or -1 when the tree is sealed (nothing written)."""
-    keys = journal_keys(supplier, session_id, namespace)
+    keys = _client_journal_keys(redis, supplier, session_id, namespace)
     args = insert_args(leaves)
     new = await redis.eval(JOURNAL_INSERT, 2, keys.leaves, keys.root, ttl_seconds, *args)
     return int(new)
@@ -286,7 +297,7 @@ async def build_session_tree(
     Proof-ready: ``prove_closest`` works on it. The node bytes are those of an
     ascending-path-order build, so rebuilding after a restart gives the same proofs.
     """
-    keys = journal_keys(supplier, session_id, namespace)
+    keys = _client_journal_keys(redis, supplier, session_id, namespace)
     return bulk_build(await read_leaves(redis, keys.leaves))
 
 
@@ -327,7 +338,7 @@ async def seal_session_tree(
     leaves built from (:data:`JOURNAL_SEAL`); a batch that landed in between makes it rebuild.
     Sealing an already sealed session returns the sealed root (first seal wins).
     """
-    keys = journal_keys(supplier, session_id, namespace)
+    keys = _client_journal_keys(redis, supplier, session_id, namespace)
     for _ in range(max_attempts):
         trie = await build_session_tree(redis, supplier, session_id, namespace)
         root = trie.root()

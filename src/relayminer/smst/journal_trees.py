@@ -67,7 +67,7 @@ class JournalTrees:
     ) -> None:
         self._redis = redis
         self.supplier = supplier
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self.ttl = ttl_seconds
         self.fence = fence
         self.max_cached_leaves = max_cached_leaves

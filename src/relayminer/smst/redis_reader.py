@@ -87,7 +87,7 @@ class RedisSMSTReader:
     def __init__(self, redis: Redis, supplier: str, *, keys: KeyBuilder | None = None) -> None:
         self._redis = redis
         self.supplier = supplier
-        self.keys = keys or KeyBuilder()
+        self.keys = keys or KeyBuilder.for_client(redis)
         self._prefetch = redis.register_script(scripts.SMST_PREFETCH)
 
     # --- keys -------------------------------------------------------------------------------

@@ -289,6 +289,10 @@ class RedisSMSTStore(RedisSMSTReader):
         transaction is then executed or discarded. Any failure midway closes the connection,
         which discards the transaction on the server: nothing is written.
         """
+        if self.keys.hash_tagged:  # no pooled connection to WATCH on (config refuses it too)
+            raise ValueError(
+                "smst.layout: go cannot commit on a Redis Cluster; use the journal layout"
+            )
         fence_key, token = self._fence_args()
         nodes = self.nodes_key(sid).encode()
         live = self.live_root_key(sid).encode()

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from relayminer.keys import KeyBuilder, Namespace
 from relayminer.smst.bulk import bulk_root
-from relayminer.smst.journal import journal_keys, read_leaves
+from relayminer.smst.journal import read_leaves
 from relayminer.smst.nodes import PLACEHOLDER
 from relayminer.smst.redis_store import RedisSMSTStore
 
@@ -23,9 +23,10 @@ async def session_tree_root(
 ) -> bytes | None:
     """48-byte root (``hash || BE64 sum || BE64 count``) of the tree of every leaf stored for
     the session so far; None when no leaves are stored (in either layout)."""
-    leaves = await read_leaves(redis, journal_keys(supplier, session_id, namespace).leaves)
+    keys = KeyBuilder.for_client(redis, namespace)
+    leaves = await read_leaves(redis, keys.smst_leaves_key(supplier, session_id))
     if leaves:
         return bulk_root(leaves)
-    go = RedisSMSTStore(redis, supplier, keys=KeyBuilder(namespace))
+    go = RedisSMSTStore(redis, supplier, keys=keys)
     root = await go.live_root(session_id) or await go.sealed_root(session_id)
     return None if root is None or root == PLACEHOLDER else root

@@ -165,7 +165,7 @@ class SimulatedChain:
             raise ValueError(f"poll_interval_seconds must be > 0, got {poll_interval_seconds}")
         self._redis = redis
         self.config = config
-        self._kb = keys if keys is not None else KeyBuilder()
+        self._kb = keys if keys is not None else KeyBuilder.for_client(redis)
         self.keys = SimChainKeys(self._kb)
         self._channel = self._kb.block_event_channel()
         lease = producer_lease_seconds
@@ -189,7 +189,7 @@ class SimulatedChain:
         cls, redis: Redis, *, keys: KeyBuilder | None = None, **kwargs: Any
     ) -> SimulatedChain:
         """A chain object for an existing simulated chain, with the config stored at genesis."""
-        sim_keys = SimChainKeys(keys)
+        sim_keys = SimChainKeys(keys if keys is not None else KeyBuilder.for_client(redis))
         with transport_errors("read config"):
             raw = await redis.get(sim_keys.config)
         if raw is None:

@@ -215,8 +215,14 @@ class BlockProducer:
             pipe.hset(self.keys.events, str(height), encode_events(events))
             for th, rec in records.items():
                 pipe.hset(self.keys.txs, th, rec.encode())
-            pipe.publish(chain._channel, notice)
+            # A Redis Cluster MULTI holds keyed commands of one slot only: there the notice (a
+            # wake-up hint; waiters also poll) follows the commit.
+            in_multi = not chain._kb.hash_tagged
+            if in_multi:
+                pipe.publish(chain._channel, notice)
             await pipe.execute()
+        if not in_multi:
+            await self._redis.publish(chain._channel, notice)
         chain._hash_cache[height] = record.hash
         log.debug(
             "simulated chain: block committed",

@@ -91,6 +91,8 @@ class SimChainKeys:
     def __init__(self, keys: KeyBuilder | None = None) -> None:
         kb = keys if keys is not None else KeyBuilder()
         self.prefix = f"{kb.ns.base_prefix}:sim:chain"
+        if kb.hash_tagged:  # Redis Cluster: the whole chain in one slot (its MULTIs span keys)
+            self.prefix = f"{{{self.prefix}}}"
         p = self.prefix
         self.height = f"{p}:height"
         self.config = f"{p}:config"
