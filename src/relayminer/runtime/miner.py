@@ -114,7 +114,7 @@ def lease_client(redis: Redis) -> Redis | None:
     plain (single server) blocking pool is cloned; otherwise (Sentinel, tests' clients) None:
     the leases share ``redis``.
     """
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)  # a cluster client has a pool per node
     if type(pool) is not BlockingConnectionPool:
         return None
     clone = BlockingConnectionPool(
