@@ -485,13 +485,16 @@ class BatchAccounting:
             for s, refreshed in zip(sessions, refresh, strict=True):
                 if refreshed:
                     self._refreshed[s.session_id] = now
-        out = []
-        for i, s in enumerate(sessions):
-            created, counted, status = (int(x) for x in reply[3 * i : 3 * i + 3])
-            out.append(
-                SessionOutcome(s.session_id, bool(created), counted, status, len(s.compute_units))
+        return [
+            SessionOutcome(
+                s.session_id,
+                bool(reply[3 * i]),
+                int(reply[3 * i + 1]),
+                int(reply[3 * i + 2]),
+                len(s.compute_units),
             )
-        return out
+            for i, s in enumerate(sessions)
+        ]
 
     @property
     def keys(self) -> KeyBuilder:
