@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +175,9 @@ for i = 1, nsess do
     grp.to = #s.fields
     s.groups[j] = grp
     upper = upper + tonumber(grp.cu) * grp.k
+  end
+  if at ~= #header + 1 then
+    error('bad session header (session ' .. s.sid .. ', nothing changed)')
   end
   if pos ~= #blob + 1 then
     error('trailing bytes after the relay records (session ' .. s.sid .. ', nothing changed)')
@@ -450,7 +453,9 @@ class BatchAccounting:
         self.session_ttl = session_ttl_seconds
         self.fence = fence
         self.ttl_refresh_s = 0.0
-        #: session id -> ``time.monotonic()`` of the last step that refreshed its TTLs
+        #: the clock of the refresh policy (tests move it)
+        self.clock: Callable[[], float] = time.monotonic
+        #: session id -> ``clock()`` of the last step that refreshed its TTLs
         self._refreshed: dict[str, float] = {}
         self._script = redis.register_script(ACCOUNT_BATCH)
 
@@ -464,7 +469,7 @@ class BatchAccounting:
         """One atomic accounting step. Raises :class:`LegacySnapshot` (nothing written) when a
         session key holds a legacy JSON snapshot, :class:`ComputeUnitsOverflowError` (nothing
         written) when a session would overflow, :class:`LeaseLostError` when fenced off."""
-        now = time.monotonic()
+        now = self.clock()
         refresh = [self._refresh_due(s.session_id, now) for s in sessions]
         keys, args = self._pack(sessions, refresh, dedup_ttl_seconds or self.session_ttl, ack)
         try:
