@@ -40,44 +40,15 @@ from relayminer.sessions.model import (
     SessionState,
     encode_hash,
 )
-from relayminer.sessions.scripts import FENCE_PRELUDE, TERMINAL_TABLE
+from relayminer.sessions.scripts import (
+    BIGNUM_LUA,
+    FENCE_PRELUDE,
+    PACKED_ARGS_LUA,
+    TERMINAL_TABLE,
+)
 from relayminer.sessions.timefmt import format_rfc3339nano, utc_now
 from relayminer.smst.journal import JOURNAL_LUA, pack_leaf_records
 from relayminer.smst.nodes import SMSTError
-
-#: Decimal-limb arithmetic for the exact int64 overflow check (limbs of 10^7, little endian:
-#: every intermediate product stays far below 2^53).
-_BIGNUM = """
-local function big(s)
-  local t, i = {}, #s
-  while i >= 1 do
-    local j = math.max(1, i - 6)
-    t[#t + 1] = tonumber(string.sub(s, j, i))
-    i = j - 1
-  end
-  return t
-end
-local function big_add_mul(acc, s, n)
-  local b, carry, i = big(s), 0, 1
-  while i <= #acc or i <= #b or carry > 0 do
-    local v = (acc[i] or 0) + (b[i] or 0) * n + carry
-    acc[i] = v % 10000000
-    carry = math.floor(v / 10000000)
-    i = i + 1
-  end
-end
-local function big_gt(a, b)
-  local la, lb = #a, #b
-  while la > 1 and a[la] == 0 do la = la - 1 end
-  while lb > 1 and b[lb] == 0 do lb = lb - 1 end
-  if la ~= lb then return la > lb end
-  for i = la, 1, -1 do
-    if a[i] ~= b[i] then return a[i] > b[i] end
-  end
-  return false
-end
-local MAX_I64 = big('9223372036854775807')
-"""
 
 #: KEYS: [1] stream, [2] dead-letter stream, [3] supplier index, [4] active-state index,
 #:       [5] lease (fence) key, [6] entry failure hash, then per session i:
@@ -113,7 +84,8 @@ local MAX_I64 = big('9223372036854775807')
 ACCOUNT_BATCH = (
     TERMINAL_TABLE
     + FENCE_PRELUDE
-    + _BIGNUM
+    + BIGNUM_LUA
+    + PACKED_ARGS_LUA
     + JOURNAL_LUA
     + """
 if fenced(KEYS[5], ARGV[5]) then return redis.error_reply('FENCED lease lost') end
@@ -121,23 +93,6 @@ local function need(key, ...)
   local t = redis.call('TYPE', key)['ok']
   for _, ok in ipairs({...}) do if t == ok then return t end end
   error('unexpected redis type for ' .. key .. ': ' .. t .. ' (nothing changed)')
-end
-local function words(s)
-  local t = {}
-  for w in string.gmatch(s, '%S+') do t[#t + 1] = w end
-  return t
-end
-local function members_unpack(blob, pos, k, out)
-  local size = #blob
-  for _ = 1, k do
-    if pos + 3 > size then return nil end
-    local a, b, c, d = string.byte(blob, pos, pos + 3)
-    local last = pos + 3 + ((a * 256 + b) * 256 + c) * 256 + d
-    if last > size then return nil end
-    out[#out + 1] = string.sub(blob, pos + 4, last)
-    pos = last + 1
-  end
-  return pos
 end
 need(KEYS[1], 'stream', 'none'); need(KEYS[2], 'stream', 'none')
 need(KEYS[3], 'set', 'none'); need(KEYS[4], 'set', 'none'); need(KEYS[6], 'hash', 'none')
