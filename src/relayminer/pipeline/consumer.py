@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -35,22 +34,22 @@ from relayminer.sessions import scripts
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEntry:
+class StreamEntry(NamedTuple):
+    """One entry as read (immutable; a named tuple: built thousands of times per batch)."""
+
     entry_id: bytes
     fields: dict[bytes, bytes] | None  # None: the entry was deleted while pending
     deliveries: int  # how many times the group delivered it, this delivery included
     reclaimed: bool  # came from our pending list or XAUTOCLAIM, not a fresh read
 
 
-def _entries(raw: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-    out: list[tuple[bytes, dict[bytes, bytes] | None]] = []
-    for item in raw or []:
-        if item is None:
-            continue
-        entry_id, fields = item[0], item[1] if len(item) > 1 else None
-        out.append((entry_id, fields or None))  # redis-py already made the fields a dict
-    return out
+def _fresh_entries(raw: Any) -> list[StreamEntry]:
+    """The entries of an XREADGROUP reply (redis-py already made each entry's fields a dict)."""
+    return [
+        StreamEntry(item[0], (item[1] or None) if len(item) > 1 else None, 1, False)
+        for item in raw or ()
+        if item is not None
+    ]
 
 
 class StreamConsumer:
@@ -115,7 +114,7 @@ class StreamConsumer:
             )
 
         reply = await self._with_group(call)
-        entries = [StreamEntry(i, f, 1, False) for i, f in _entries(reply[0][1] if reply else [])]
+        entries = _fresh_entries(reply[0][1] if reply else None)
         if entries:
             metrics.RELAYS_CONSUMED.labels(supplier=self.supplier).inc(len(entries))
         return entries

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -32,9 +32,9 @@ __all__ = ["MinedRelayMessage", "Rejection", "Relay", "parse_entry"]
 DATA_FIELD = b"data"
 
 
-@dataclass(frozen=True, slots=True)
-class Relay:
-    """A validated relay, ready for the SMST and the counters."""
+class Relay(NamedTuple):
+    """A validated relay, ready for the SMST and the counters (immutable; a named tuple: one
+    is built per relay, and a frozen dataclass costs several times more to build)."""
 
     entry_id: bytes
     relay_hash: bytes  # 32-byte SMST key and dedup member
@@ -50,8 +50,7 @@ class Relay:
     hash_repaired: bool  # the publisher sent no hash: sha256(relay_bytes) was used
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(NamedTuple):
     """A stream entry that cannot be mined, and why."""
 
     entry_id: bytes
@@ -74,30 +73,28 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
         msg = MinedRelayMessage.FromString(data)
     except DecodeError as err:
         return Rejection(entry_id, f"failed to unmarshal message: {err}", data)
-    problem = _session_id_problem(msg.session_id)
+    # Each field is read once: every protobuf attribute read builds a new Python object.
+    session_id, relay_bytes = msg.session_id, msg.relay_bytes
+    start, end, cu = msg.session_start_height, msg.session_end_height, msg.compute_units_per_relay
+    problem = _session_id_problem(session_id)
     if problem is not None:  # a poison id would make the session key name another key
         return Rejection(entry_id, problem, data)
-    if not msg.relay_bytes:
+    if not relay_bytes:
         return Rejection(entry_id, "relay_bytes is empty", data)
-    if not msg.service_id:  # the session could not be created, nor ever claimed
+    service_id = msg.service_id
+    if not service_id:  # the session could not be created, nor ever claimed
         return Rejection(entry_id, "service_id is required", data)
-    if msg.session_end_height <= 0:
+    if end <= 0:
+        return Rejection(entry_id, f"session_end_height must be > 0 (got {end})", data)
+    if start < 0 or start > end:
         return Rejection(
-            entry_id, f"session_end_height must be > 0 (got {msg.session_end_height})", data
+            entry_id, f"session_start_height {start} outside [0, session_end_height]", data
         )
-    if msg.session_start_height < 0 or msg.session_start_height > msg.session_end_height:
-        return Rejection(
-            entry_id,
-            f"session_start_height {msg.session_start_height} outside [0, session_end_height]",
-            data,
-        )
-    if msg.compute_units_per_relay > MAX_INT64:
-        return Rejection(
-            entry_id, f"compute_units_per_relay {msg.compute_units_per_relay} exceeds 2^63-1", data
-        )
+    if cu > MAX_INT64:
+        return Rejection(entry_id, f"compute_units_per_relay {cu} exceeds 2^63-1", data)
     # The hash is the SMST key and the dedup member: it must be sha256(relay_bytes), 32 bytes.
     # A wrong one would put a leaf the chain cannot prove (a failed proof: slashing).
-    computed = hashlib.sha256(msg.relay_bytes).digest()
+    computed = hashlib.sha256(relay_bytes).digest()
     relay_hash = msg.relay_hash
     repaired = False
     if not relay_hash:
@@ -108,16 +105,16 @@ def parse_entry(entry_id: bytes, fields: Mapping[bytes, bytes] | None) -> Relay 
     elif relay_hash != computed:
         return Rejection(entry_id, "hash mismatch: relay_hash is not sha256(relay_bytes)", data)
     return Relay(
-        entry_id=entry_id,
-        relay_hash=relay_hash,
-        relay_bytes=msg.relay_bytes,
-        compute_units=msg.compute_units_per_relay,
-        session_id=msg.session_id,
-        session_start_height=msg.session_start_height,
-        session_end_height=msg.session_end_height,
-        supplier_operator_address=msg.supplier_operator_address,
-        service_id=msg.service_id,
-        application_address=msg.application_address,
-        published_at_unix_nano=msg.published_at_unix_nano,
-        hash_repaired=repaired,
+        entry_id,
+        relay_hash,
+        relay_bytes,
+        cu,
+        session_id,
+        start,
+        end,
+        msg.supplier_operator_address,
+        service_id,
+        msg.application_address,
+        msg.published_at_unix_nano,
+        repaired,
     )

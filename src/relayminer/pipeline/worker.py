@@ -70,6 +70,7 @@ from relayminer.pipeline.wakeups import StreamWakeups
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.priority import LifecyclePriority
+from relayminer.sessions.accounting import worker_ttl_refresh_s
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.model import SessionSnapshot, require_id
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
@@ -193,6 +194,11 @@ class RelayWorker:
             SessionStoreConfig(self.supplier, self.keys.miner_sessions_prefix(), ttl),
             fence=self.config.fence,
         ).with_keys(self.keys)
+        # Session TTLs are refreshed at most once per interval per session (they still live at
+        # least 90% of their TTL after their last relay): sessions/accounting.py.
+        self.store.accounting.ttl_refresh_s = worker_ttl_refresh_s(
+            min(ttl, self.config.effective_dedup_ttl)
+        )
         self.coordinator = SessionCoordinator(self.store, self.supplier)
         if on_session_created is not None:
             self.coordinator.set_on_session_created_callback(on_session_created)

@@ -25,6 +25,65 @@ TERMINAL_TABLE = (
     + "}\n"
 )
 
+#: Decimal-limb arithmetic for the exact int64 overflow check (limbs of 10^7, little endian:
+#: every intermediate product stays far below 2^53).
+BIGNUM_LUA = """
+local function big(s)
+  local t, i = {}, #s
+  while i >= 1 do
+    local j = math.max(1, i - 6)
+    t[#t + 1] = tonumber(string.sub(s, j, i))
+    i = j - 1
+  end
+  return t
+end
+local function big_add_mul(acc, s, n)
+  local b, carry, i = big(s), 0, 1
+  while i <= #acc or i <= #b or carry > 0 do
+    local v = (acc[i] or 0) + (b[i] or 0) * n + carry
+    acc[i] = v % 10000000
+    carry = math.floor(v / 10000000)
+    i = i + 1
+  end
+end
+local function big_gt(a, b)
+  local la, lb = #a, #b
+  while la > 1 and a[la] == 0 do la = la - 1 end
+  while lb > 1 and b[lb] == 0 do lb = lb - 1 end
+  if la ~= lb then return la > lb end
+  for i = la, 1, -1 do
+    if a[i] ~= b[i] then return a[i] > b[i] end
+  end
+  return false
+end
+local MAX_I64 = big('9223372036854775807')
+"""
+
+#: Lua helpers for packed arguments (local functions, no top-level code):
+#: ``words(s)`` -> the space-separated words of ``s``, in a table;
+#: ``members_unpack(blob, pos, k, out)`` -> the position after the ``k`` records read from
+#: ``blob`` at ``pos`` (each a 4-byte big-endian length and that many bytes, appended to
+#: ``out``), or nil when the blob is cut short.
+PACKED_ARGS_LUA = """
+local function words(s)
+  local t = {}
+  for w in string.gmatch(s, '%S+') do t[#t + 1] = w end
+  return t
+end
+local function members_unpack(blob, pos, k, out)
+  local size = #blob
+  for _ = 1, k do
+    if pos + 3 > size then return nil end
+    local a, b, c, d = string.byte(blob, pos, pos + 3)
+    local last = pos + 3 + ((a * 256 + b) * 256 + c) * 256 + d
+    if last > size then return nil end
+    out[#out + 1] = string.sub(blob, pos + 4, last)
+    pos = last + 1
+  end
+  return pos
+end
+"""
+
 #: KEYS[1] session hash. Returns {"hash", HGETALL} | {"string", GET} | {"none"} | {<type>}.
 READ_SNAPSHOT = """
 local t = redis.call('TYPE', KEYS[1])['ok']
