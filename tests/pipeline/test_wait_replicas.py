@@ -17,6 +17,7 @@ from relayminer.pipeline.replication import MARKER_CHANNEL, wait_for_replicas
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.miner import Miner
+from relayminer.smst.layout import SMSTLayout
 from tests.conftest import RedisBackend
 from tests.pipeline.factory import workload
 from tests.pipeline.test_worker import assert_mined, publish
@@ -67,7 +68,7 @@ async def test_off_by_default_issues_no_command(backend: RedisBackend) -> None:
         assert worker.config.wait_replicas == 0
         assert await worker.drain() == len(msgs)
         assert await markers.seen() == []  # no marker: no PUBLISH, so no WAIT pipeline either
-    await assert_mined(backend.client, expected)
+    await assert_mined(backend.client, expected, layout=SMSTLayout.JOURNAL)
     assert short_total() == before
 
 
@@ -92,7 +93,7 @@ async def test_short_wait_warns_counts_and_keeps_the_batch(
     assert all(r.levelno == logging.WARNING for r in warnings)
     assert "by 0 of 1 replicas within 10 ms" in warnings[0].getMessage()
     assert getattr(warnings[0], "supplier") == SUP  # noqa: B009
-    await assert_mined(backend.client, expected)
+    await assert_mined(backend.client, expected, layout=SMSTLayout.JOURNAL)
     pending = await backend.client.xpending(worker.consumer.stream, worker.consumer.group)
     assert pending["pending"] == 0
 

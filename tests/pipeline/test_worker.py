@@ -41,18 +41,26 @@ async def publish(redis: Redis, msgs: list[MinedRelayMessage]) -> None:
 
 
 async def assert_mined(
-    redis: Redis, expected: dict[tuple[str, str], Expected], *, in_order: bool = True
+    redis: Redis,
+    expected: dict[tuple[str, str], Expected],
+    *,
+    in_order: bool = True,
+    layout: SMSTLayout | None = None,
 ) -> None:
     """Counters, dedup sets and trees as expected. ``in_order``: the relays were mined in
     publication order, so even the stored node bytes equal the in-memory trie's (extension
-    nodes record insertion history); otherwise the stored tree must be complete and exact."""
+    nodes record insertion history); otherwise the stored tree must be complete and exact.
+    ``layout``: the layout the relays were mined with (default: the running test's of this
+    module; other modules pass theirs, since the module global may hold a layout left over
+    from a test of this module)."""
+    layout = layout or LAYOUT
     for (sup, sess), exp in expected.items():
         store = RedisSessionStore(redis, SessionStoreConfig(sup))
         snap = await store.get(sess)
         assert snap is not None, (sup, sess)
         assert (snap.relay_count, snap.total_compute_units) == (exp.relay_count, exp.compute_units)
         assert await session_tree_root(redis, sup, sess) == exp.trie.root()
-        if LAYOUT is SMSTLayout.JOURNAL:  # the journal is the gate: no dedup set, no nodes
+        if layout is SMSTLayout.JOURNAL:  # the journal is the gate: no dedup set, no nodes
             assert await redis.hlen(f"ha:smst:{sup}:{sess}:leaves") == exp.relay_count
             assert not await redis.exists(f"ha:miner:dedup:session:{sess}")
             assert not await redis.exists(f"ha:smst:{sup}:{sess}:nodes")
