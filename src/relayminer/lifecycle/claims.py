@@ -65,6 +65,16 @@ class ClaimPhase:
                 await self._refuse(sid, outcome.check, report)
         if not built:
             return
+        # The pass may have taken blocks: a claim that can no longer land in its window is not
+        # sent (it would fail at execution, for a fee); the next pass closes it.
+        sent_at = await ctx.height_now(height)
+        windows = await ctx.windows(built[0].snapshot.session_end_height, height)
+        if not windows.can_submit_claim(sent_at, ctx.config.submit_safety_blocks):
+            log.warning(
+                "claim window passed during the pass, not sent",
+                extra={"supplier": ctx.supplier, "height": sent_at, "sessions": len(built)},
+            )
+            return
         results = await ctx.broadcast(built)
         for b in built:
             sid = b.snapshot.session_id
@@ -72,10 +82,9 @@ class ClaimPhase:
             if accepted(result):
                 assert isinstance(result, TxResult)
                 await ctx.coordinator.on_session_claimed(sid, b.root, result.tx_hash)
-                await ctx.remember(TxPhase.CLAIM, b, height, result.tx_hash)
+                await ctx.remember(TxPhase.CLAIM, b, sent_at, result.tx_hash)
                 metrics.CLAIMS_SUBMITTED.labels(supplier=ctx.supplier).inc()
-                windows = await ctx.windows(b.snapshot.session_end_height, height)
-                ctx.record_delay(TxPhase.CLAIM, height - windows.claim_open, report)
+                ctx.record_delay(TxPhase.CLAIM, sent_at - windows.claim_open, report)
                 report.claimed.append(sid)
                 continue
             await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)

@@ -121,6 +121,16 @@ class SupplierContext:
                 results[b.snapshot.session_id] = err
         return results
 
+    async def height_now(self, fallback: int) -> int:
+        """The newest block now: what a broadcast is measured from. Under load a pass can end
+        blocks after the height it started at; its broadcasts land after *this* height, and
+        their inclusion deadline and delay count from it (``fallback`` when the chain cannot
+        say)."""
+        try:
+            return max(fallback, (await self.chain.latest_block()).height)
+        except ChainUnavailableError:
+            return fallback
+
     def record_delay(self, phase: TxPhase, blocks: int, report: PassReport) -> None:
         """A claim or proof went out ``blocks`` after its window opened (0: at once)."""
         metrics.SUBMIT_DELAY_BLOCKS.labels(phase=phase.value).observe(blocks)

@@ -60,6 +60,13 @@ class ProofPhase:
                 report.failed[sid] = outcome
         if not built:
             return
+        sent_at = await ctx.height_now(height)
+        if not windows.can_submit_proof(sent_at, ctx.config.submit_safety_blocks):
+            log.warning(
+                "proof window passed during the pass, not sent",
+                extra={"supplier": ctx.supplier, "height": sent_at, "sessions": len(built)},
+            )
+            return
         results = await ctx.broadcast(built)
         for b in built:
             sid = b.snapshot.session_id
@@ -67,10 +74,10 @@ class ProofPhase:
             if accepted(result):
                 assert isinstance(result, TxResult)
                 await ctx.coordinator.on_proof_submitted(sid, result.tx_hash)
-                await ctx.remember(TxPhase.PROOF, b, height, result.tx_hash)
+                await ctx.remember(TxPhase.PROOF, b, sent_at, result.tx_hash)
                 await ctx.coordinator.on_session_proved(sid)
                 metrics.PROOFS_SUBMITTED.labels(supplier=ctx.supplier).inc()
-                ctx.record_delay(TxPhase.PROOF, height - windows.proof_open, report)
+                ctx.record_delay(TxPhase.PROOF, sent_at - windows.proof_open, report)
                 report.proved.append(sid)
                 continue
             await ctx.not_accepted(TxPhase.PROOF, b, result, height, report)

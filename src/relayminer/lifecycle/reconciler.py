@@ -212,8 +212,9 @@ class InclusionReconciler:
         except ChainUnavailableError as err:
             log.warning("resend failed", extra={"supplier": ctx.supplier, "error": str(err)})
             return
+        sent_at = await ctx.height_now(height)
         for entry in due:
-            await self._record_resend(phase, end_height, entry, results[entry.session_id], height)
+            await self._record_resend(phase, end_height, entry, results[entry.session_id], sent_at)
             report.resent.append(entry.session_id)
 
     async def _record_resend(
