@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from relayminer.chain.base import Msg, TxResult
+from relayminer.chain.base import Block, Msg, TxResult
 from relayminer.chain.rejections import Rejection
 from relayminer.lifecycle.config import LifecycleConfig
 from relayminer.sessions.model import SessionState
@@ -148,5 +148,56 @@ async def test_resends_stop_at_max_rebroadcasts(backend: RedisBackend) -> None:
         assert await world.managers[SUP1].rebroadcasts.groups("claim") == []
         await world.run_to(12)
         assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_MISSING
+    finally:
+        await world.close()
+
+
+class LaggingChain(FlakyChain):
+    """The chain seen ``lag`` blocks ahead of the pass (a pass that took that long)."""
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)  # type: ignore[arg-type]
+        self.lag = 0
+
+    async def latest_block(self) -> Block:
+        block = await self.inner.latest_block()
+        return Block(block.height + self.lag, block.hash, block.time_unix)
+
+
+async def test_delays_and_deadlines_count_from_the_height_at_broadcast(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    chain = LaggingChain(world.chain)
+    world.restart_lifecycle(SUP1, chain)
+    try:
+        sid = await world.relays(SUP1, 5, height=2)
+        await world.run_to(5)
+        chain.lag = 1  # the claim pass of block 6 ends when block 7 is out
+        await world.run_to(6)
+        assert [d for r in world.reports for d in r.delays] == [("claim", 1)]
+        entry = (await world.managers[SUP1].rebroadcasts.entries("claim", 4))[sid]
+        assert entry.submit_height == 7  # its inclusion deadline counts from there
+        chain.lag = 0
+        await world.run_to(16)
+        assert (await world.session(SUP1, sid)).state is SessionState.PROVED
+        assert claims_sent(chain) == 1
+    finally:
+        await world.close()
+
+
+async def test_a_claim_whose_window_passed_during_the_pass_is_not_sent(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    chain = LaggingChain(world.chain)
+    world.restart_lifecycle(SUP1, chain)
+    try:
+        sid = await world.relays(SUP1, 5, height=2)
+        await world.run_to(5)
+        chain.lag = 4  # every pass ends 4 blocks on: from block 6, the window [6, 10] is over
+        await world.run_to(10)
+        assert claims_sent(chain) == 0  # no tx that could only fail at execution
+        assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_WINDOW_CLOSED
     finally:
         await world.close()

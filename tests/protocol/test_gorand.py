@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from relayminer.protocol._rng_cooked import RNG_COOKED, RNG_LEN
 from relayminer.protocol.gorand import (
     GoRand,
     _seedrand,
+    first_uint64,
     go_uvarint,
     go_varint,
     go_varint_n,
@@ -238,3 +240,16 @@ def test_go_varint_type_errors(bad: object) -> None:
 def test_go_varint_round_trip(value: int, tail: bytes) -> None:
     encoded = zigzag_leb128(value)
     assert go_varint_n(encoded + tail) == (value, len(encoded))
+
+
+def test_first_draw_shortcut_equals_the_full_generator() -> None:
+    """``first_uint64`` jumps the seeding LCG with modular powers instead of building the
+    607-word state: it must equal the generator's first draw for any int64 seed."""
+    rng = random.Random(20261201)
+    seeds = [0, 1, -1, 2**31 - 1, 2**31, -(2**63), 2**63 - 1]
+    seeds += [rng.randint(-(2**63), 2**63 - 1) for _ in range(2000)]
+    for seed in seeds:
+        assert first_uint64(seed) == GoRand(seed).uint64(), seed
+    for part in (b"", b"hello", bytes(32), bytes(range(32))):
+        assert seeded_float64(part) == GoRand(seed_from_parts(part)).float64()
+        assert seeded_int63(part) == GoRand(seed_from_parts(part)).int63()

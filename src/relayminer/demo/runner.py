@@ -362,7 +362,12 @@ class _Demo:
                 return
             height = (await chain.latest_block()).height
             self.resources.sample()
-            snapshots = await self._recent_snapshots()
+            # While the load runs, the snapshots feed the live display only: without one (--json)
+            # nothing is read (every session ever seen, thousands of round trips per read).
+            loading = not load_task.done()
+            snapshots = (
+                {} if loading and self.on_progress is None else await self._recent_snapshots()
+            )
             settle_height: int | None = None
             if load_task.done():
                 expected = set(loadgen.stats.sessions)
