@@ -5,10 +5,10 @@ non-terminal sessions from Redis (so a restart or a failover resumes exactly whe
 owner stopped), decides each one's action from its state and windows
 (:mod:`relayminer.lifecycle.rules`), then:
 
+- **proves** claimed sessions once the proof window is open, first (a missed proof is a
+  slash) (:mod:`~relayminer.lifecycle.proofs`);
 - **claims** the sessions whose claim window is open, batched per session end height
   (:mod:`~relayminer.lifecycle.claims`: seal, tree check, skip or submit);
-- **proves** claimed sessions once the proof window is open
-  (:mod:`~relayminer.lifecycle.proofs`);
 - marks sessions whose window passed (``claim_window_closed`` / ``proof_window_closed``);
 - runs the inclusion reconciler (:mod:`~relayminer.lifecycle.reconciler`);
 - records settlement outcomes from the chain's events (:mod:`~relayminer.lifecycle.settlement`).
@@ -198,12 +198,13 @@ class LifecycleManager:
         proofs: dict[int, list[SessionSnapshot]] = defaultdict(list)
         for s in sessions:
             await self._decide(s, height, claims, proofs, report)
-        for _end_height, group in sorted(claims.items()):
-            for batch in self._batches(group, self.config.batch_claims):
-                await self._guarded(report, self.claims.run(batch, height, report))
+        # Proofs first: a proof missed is a slash, a claim missed is a lost reward.
         for end_height, group in sorted(proofs.items()):
             for batch in self._batches(group, self.config.batch_proofs):
                 await self._guarded(report, self.proofs.run(batch, end_height, height, report))
+        for _end_height, group in sorted(claims.items()):
+            for batch in self._batches(group, self.config.batch_claims):
+                await self._guarded(report, self.claims.run(batch, height, report))
         await self._guarded(report, self.reconciler.run(height, report))
         await self._guarded(report, self.settlement.run(height))
         self._last_height = max(self._last_height, height)
