@@ -76,6 +76,9 @@ class ClaimPhase:
             )
             return
         results = await ctx.broadcast(built)
+        # The broadcast itself can take blocks on a busy replica: its inclusion deadline and
+        # delay count from the height it was in the mempool at.
+        sent_at = await ctx.height_now(sent_at)
         for b in built:
             sid = b.snapshot.session_id
             result = results[sid]
