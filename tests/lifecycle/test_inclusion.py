@@ -201,3 +201,33 @@ async def test_a_claim_whose_window_passed_during_the_pass_is_not_sent(
         assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_WINDOW_CLOSED
     finally:
         await world.close()
+
+
+class WithoutTxStatus(FlakyChain):
+    """A chain written before ``tx_status`` joined the protocol."""
+
+    def __getattr__(self, name: str) -> object:
+        if name == "tx_status":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+
+async def test_a_chain_without_tx_status_falls_back_on_state_and_deadline(
+    backend: RedisBackend,
+) -> None:
+    world = await World.create(backend.client)
+    chain = WithoutTxStatus(world.chain)
+    assert not hasattr(chain, "tx_status")
+    world.restart_lifecycle(SUP1, chain)
+    try:
+        sid = await world.relays(SUP1, 5, height=2)
+        await world.run_to(5)
+        await world.chain.drop_next_txs(1)
+        await world.run_to(7)
+        assert claims_sent(chain) == 1
+        await world.step()  # 8: missing after its deadline, resent
+        assert claims_sent(chain) == 2
+        await world.run_to(16)
+        assert (await world.session(SUP1, sid)).state is SessionState.PROVED
+    finally:
+        await world.close()

@@ -278,6 +278,7 @@ async def test_tx_results_are_kept_once_in_a_block_and_the_rest_passes_through(
         assert (await reads.tx_status("IN")) == TxResult("IN", 0)
         assert await reads.tx_status("OUT") is None
     assert inner.asked == Counter({"IN": 1, "OUT": 3})
+    assert await SharedChainReads(object()).tx_status("X") is None  # type: ignore[arg-type]
     assert await reads.claims("s") == ["s"]
     assert await reads.get_claim("s", "x") == ("s", "x")
     assert (await reads.broadcast([])).tx_hash == "H"

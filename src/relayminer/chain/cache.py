@@ -167,7 +167,8 @@ class SharedChainReads:
         hit = self._txs.peek(tx_hash)
         if hit is not None:
             return hit  # type: ignore[no-any-return]
-        result = await self.inner.tx_status(tx_hash)
+        lookup = getattr(self.inner, "tx_status", None)  # a chain older than the method
+        result = None if lookup is None else await lookup(tx_hash)
         if result is not None:
             self._txs.put(tx_hash, result)
         return result

@@ -97,8 +97,10 @@ class InclusionReconciler:
         if not tx_hash:
             return None
         if tx_hash not in seen.txs:
+            # A chain written before ``tx_status`` joined the protocol: state and deadline only.
+            lookup = getattr(self.ctx.chain, "tx_status", None)
             try:
-                seen.txs[tx_hash] = await self.ctx.chain.tx_status(tx_hash)
+                seen.txs[tx_hash] = None if lookup is None else await lookup(tx_hash)
             except ChainUnavailableError:
                 seen.txs[tx_hash] = None
         return seen.txs[tx_hash]
