@@ -65,20 +65,11 @@ class ClaimPhase:
                 await self._refuse(sid, outcome.check, report)
         if not built:
             return
-        # The pass may have taken blocks: a claim that can no longer land in its window is not
-        # sent (it would fail at execution, for a fee); the next pass closes it.
-        sent_at = await ctx.height_now(height)
         windows = await ctx.windows(built[0].snapshot.session_end_height, height)
-        if not windows.can_submit_claim(sent_at, ctx.config.submit_safety_blocks):
-            log.warning(
-                "claim window passed during the pass, not sent",
-                extra={"supplier": ctx.supplier, "height": sent_at, "sessions": len(built)},
-            )
+        sent = await ctx.send_in_window(TxPhase.CLAIM, built, windows, height)
+        if sent is None:
             return
-        results = await ctx.broadcast(built)
-        # The broadcast itself can take blocks on a busy replica: its inclusion deadline and
-        # delay count from the height it was in the mempool at.
-        sent_at = await ctx.height_now(sent_at)
+        results, sent_at = sent
         for b in built:
             sid = b.snapshot.session_id
             result = results[sid]

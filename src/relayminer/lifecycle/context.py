@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from relayminer import metrics
@@ -104,22 +104,48 @@ class SupplierContext:
 
     # --- broadcasting -----------------------------------------------------------------------
     async def broadcast(self, built: Sequence[Built]) -> dict[str, TxResult | Exception]:
-        """One tx for the whole group; if the chain rejects it, each member alone, so every
-        session gets its own outcome (a tx is atomic: one bad message fails them all)."""
+        """:meth:`broadcast_msgs` of the built messages, keyed by session id."""
+        return await self.broadcast_msgs({b.snapshot.session_id: b.msg for b in built})
+
+    async def broadcast_msgs(self, msgs: Mapping[str, Msg]) -> dict[str, TxResult | Exception]:
+        """One tx for the whole group (session id -> message); if the chain rejects it, each
+        member alone, so every session gets its own outcome (a tx is atomic: one bad message
+        fails them all). A member the chain could not be asked about gets the error."""
         results: dict[str, TxResult | Exception] = {}
         await self.check_fence()
         try:
-            result = await self.chain.broadcast([b.msg for b in built])
+            result = await self.chain.broadcast(list(msgs.values()))
         except ChainUnavailableError as err:
-            return {b.snapshot.session_id: err for b in built}
-        if accepted(result) or len(built) == 1:
-            return {b.snapshot.session_id: result for b in built}
-        for b in built:
+            return dict.fromkeys(msgs, err)
+        if accepted(result) or len(msgs) == 1:
+            return dict.fromkeys(msgs, result)
+        for sid, msg in msgs.items():
             try:
-                results[b.snapshot.session_id] = await self.chain.broadcast([b.msg])
+                results[sid] = await self.chain.broadcast([msg])
             except ChainUnavailableError as err:
-                results[b.snapshot.session_id] = err
+                results[sid] = err
         return results
+
+    async def send_in_window(
+        self, phase: TxPhase, built: Sequence[Built], windows: Windows, height: int
+    ) -> tuple[dict[str, TxResult | Exception], int] | None:
+        """Broadcast a claim or proof group unless its window passed while the pass ran (it
+        could only fail at execution, for a fee; the next pass closes it): the outcomes and the
+        height the broadcast is counted from, or None when nothing was sent."""
+        sent_at = await self.height_now(height)
+        can_submit = (
+            windows.can_submit_claim if phase is TxPhase.CLAIM else windows.can_submit_proof
+        )
+        if not can_submit(sent_at, self.config.submit_safety_blocks):
+            log.warning(
+                f"{phase.value} window passed during the pass, not sent",
+                extra={"supplier": self.supplier, "height": sent_at, "sessions": len(built)},
+            )
+            return None
+        results = await self.broadcast(built)
+        # The broadcast itself can take blocks on a busy replica: inclusion deadlines and
+        # delays count from the height it was in the mempool at.
+        return results, await self.height_now(sent_at)
 
     async def height_now(self, fallback: int) -> int:
         """The newest block now: what a broadcast is measured from. Under load a pass can end

@@ -60,17 +60,10 @@ class ProofPhase:
                 report.failed[sid] = outcome
         if not built:
             return
-        sent_at = await ctx.height_now(height)
-        if not windows.can_submit_proof(sent_at, ctx.config.submit_safety_blocks):
-            log.warning(
-                "proof window passed during the pass, not sent",
-                extra={"supplier": ctx.supplier, "height": sent_at, "sessions": len(built)},
-            )
+        sent = await ctx.send_in_window(TxPhase.PROOF, built, windows, height)
+        if sent is None:
             return
-        results = await ctx.broadcast(built)
-        # The broadcast itself can take blocks on a busy replica: its inclusion deadline and
-        # delay count from the height it was in the mempool at.
-        sent_at = await ctx.height_now(sent_at)
+        results, sent_at = sent
         for b in built:
             sid = b.snapshot.session_id
             result = results[sid]

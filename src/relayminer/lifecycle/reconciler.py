@@ -202,21 +202,14 @@ class InclusionReconciler:
             msg: Msg = MsgCreateClaim() if phase is TxPhase.CLAIM else MsgSubmitProof()
             msg.ParseFromString(entry.message)
             msgs[entry.session_id] = msg
-        await ctx.check_fence()
-        results: dict[str, TxResult] = {}
-        try:
-            together = await ctx.chain.broadcast(list(msgs.values()))
-            if accepted(together) or len(due) == 1:
-                results = dict.fromkeys(msgs, together)
-            else:
-                for sid, msg in msgs.items():
-                    results[sid] = await ctx.chain.broadcast([msg])
-        except ChainUnavailableError as err:
-            log.warning("resend failed", extra={"supplier": ctx.supplier, "error": str(err)})
-            return
+        results = await ctx.broadcast_msgs(msgs)
         sent_at = await ctx.height_now(height)
         for entry in due:
-            await self._record_resend(phase, end_height, entry, results[entry.session_id], sent_at)
+            result = results[entry.session_id]
+            if isinstance(result, Exception):  # the chain could not be asked: next pass
+                log.warning("resend failed", extra={"supplier": ctx.supplier, "error": str(result)})
+                continue
+            await self._record_resend(phase, end_height, entry, result, sent_at)
             report.resent.append(entry.session_id)
 
     async def _record_resend(
