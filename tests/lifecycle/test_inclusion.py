@@ -8,10 +8,13 @@ Timeline (``support.PARAMS``): session 1 = blocks 1..4, claim window 6..10, proo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
 
 from relayminer.chain.base import Block, Msg, TxResult
 from relayminer.chain.rejections import Rejection
+from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.lifecycle.config import LifecycleConfig
 from relayminer.sessions.model import SessionState
 from tests.conftest import RedisBackend
@@ -52,6 +55,33 @@ class FailingAtExecution(FlakyChain):
         return await self.inner.tx_status(tx_hash)
 
 
+C = TypeVar("C", bound=FlakyChain)
+
+
+@contextlib.asynccontextmanager
+async def one_session(
+    backend: RedisBackend,
+    make_chain: Callable[[SimulatedChain], C],
+    config: LifecycleConfig | None = None,
+) -> AsyncIterator[tuple[World, C, str]]:
+    """A world whose supplier 1 lifecycle talks to ``make_chain(the simulated chain)``, with 5
+    relays in session 1, run to block 5 (the claim window opens at 6); the session id."""
+    world = await World.create(backend.client, lifecycle_config=config)
+    chain = make_chain(world.chain)
+    world.restart_lifecycle(SUP1, chain)  # type: ignore[arg-type]
+    try:
+        sid = await world.relays(SUP1, 5, height=2)
+        await world.run_to(5)
+        yield world, chain, sid
+    finally:
+        await world.close()
+
+
+def out_of_gas(inner: SimulatedChain) -> FailingAtExecution:
+    """Its failing txs fail with sdk 11 (retryable)."""
+    return FailingAtExecution(inner, TxResult("", 11, "out of gas", "sdk"))
+
+
 def claims_sent(chain: FlakyChain) -> int:
     return sum(1 for b in chain.broadcasts if b == ["MsgCreateClaim"])
 
@@ -59,12 +89,7 @@ def claims_sent(chain: FlakyChain) -> int:
 async def test_a_claim_that_failed_at_execution_is_resent_at_the_next_block(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
-    chain = FailingAtExecution(world.chain, TxResult("", 11, "out of gas", "sdk"))
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    async with one_session(backend, out_of_gas) as (world, chain, sid):
         chain.fail_next = 1
         await world.run_to(6)  # the claim goes out and is "included" with code 11
         assert claims_sent(chain) == 1
@@ -76,19 +101,12 @@ async def test_a_claim_that_failed_at_execution_is_resent_at_the_next_block(
         s = await world.session(SUP1, sid)
         assert s.state is SessionState.PROVED and s.settlement_outcome == "settled_proven"
         assert claims_sent(chain) == 2  # nothing more
-    finally:
-        await world.close()
 
 
 async def test_a_claim_not_in_a_block_waits_for_its_inclusion_deadline(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
-    chain = FlakyChain(world.chain)
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    async with one_session(backend, FlakyChain) as (world, chain, sid):
         await world.chain.drop_next_txs(1)  # accepted by CheckTx, evicted silently
         await world.run_to(7)
         assert claims_sent(chain) == 1  # block 7: it may still be on its way
@@ -97,16 +115,10 @@ async def test_a_claim_not_in_a_block_waits_for_its_inclusion_deadline(
         await world.run_to(16)
         assert (await world.session(SUP1, sid)).state is SessionState.PROVED
         assert (await world.chain.summary()).claims_updated == 0
-    finally:
-        await world.close()
 
 
 async def test_an_executed_claim_and_proof_are_each_sent_once(backend: RedisBackend) -> None:
-    world = await World.create(backend.client)
-    chain = FlakyChain(world.chain)
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
+    async with one_session(backend, FlakyChain) as (world, chain, sid):
         await world.run_to(16)
         assert chain.broadcasts == [["MsgCreateClaim"], ["MsgSubmitProof"]]
         summary = await world.chain.summary()
@@ -114,42 +126,31 @@ async def test_an_executed_claim_and_proof_are_each_sent_once(backend: RedisBack
         delays = [d for r in world.reports for d in r.delays]
         assert delays == [("claim", 0), ("proof", 0)]  # each at the first block of its window
         assert (await world.session(SUP1, sid)).settlement_outcome == "settled_proven"
-    finally:
-        await world.close()
 
 
 async def test_a_failure_no_resend_can_fix_ends_the_record(backend: RedisBackend) -> None:
-    world = await World.create(backend.client)
     failure = TxResult("", 1, WINDOW_CLOSED_LOG, "undefined")
     assert failure.reason is Rejection.WINDOW_CLOSED
-    chain = FailingAtExecution(world.chain, failure)
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+
+    def refused(inner: SimulatedChain) -> FailingAtExecution:
+        return FailingAtExecution(inner, failure)
+
+    async with one_session(backend, refused) as (world, chain, _sid):
         chain.fail_next = 1
         await world.run_to(8)
         assert claims_sent(chain) == 1  # never resent
         assert await world.managers[SUP1].rebroadcasts.groups("claim") == []
-    finally:
-        await world.close()
 
 
 async def test_resends_stop_at_max_rebroadcasts(backend: RedisBackend) -> None:
-    world = await World.create(backend.client, lifecycle_config=LifecycleConfig(max_rebroadcasts=1))
-    chain = FailingAtExecution(world.chain, TxResult("", 11, "out of gas", "sdk"))
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    once = LifecycleConfig(max_rebroadcasts=1)
+    async with one_session(backend, out_of_gas, once) as (world, chain, sid):
         chain.fail_next = 2  # the claim and its one resend both fail
         await world.run_to(9)
         assert claims_sent(chain) == 2
         assert await world.managers[SUP1].rebroadcasts.groups("claim") == []
         await world.run_to(12)
         assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_MISSING
-    finally:
-        await world.close()
 
 
 class LaggingChain(FlakyChain):
@@ -167,12 +168,7 @@ class LaggingChain(FlakyChain):
 async def test_delays_and_deadlines_count_from_the_height_at_broadcast(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
-    chain = LaggingChain(world.chain)
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    async with one_session(backend, LaggingChain) as (world, chain, sid):
         chain.lag = 1  # the claim pass of block 6 ends when block 7 is out
         await world.run_to(6)
         assert [d for r in world.reports for d in r.delays] == [("claim", 1)]
@@ -182,25 +178,16 @@ async def test_delays_and_deadlines_count_from_the_height_at_broadcast(
         await world.run_to(16)
         assert (await world.session(SUP1, sid)).state is SessionState.PROVED
         assert claims_sent(chain) == 1
-    finally:
-        await world.close()
 
 
 async def test_a_claim_whose_window_passed_during_the_pass_is_not_sent(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
-    chain = LaggingChain(world.chain)
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    async with one_session(backend, LaggingChain) as (world, chain, sid):
         chain.lag = 4  # every pass ends 4 blocks on: from block 6, the window [6, 10] is over
         await world.run_to(10)
         assert claims_sent(chain) == 0  # no tx that could only fail at execution
         assert (await world.session(SUP1, sid)).state is SessionState.CLAIM_WINDOW_CLOSED
-    finally:
-        await world.close()
 
 
 class WithoutTxStatus(FlakyChain):
@@ -215,13 +202,8 @@ class WithoutTxStatus(FlakyChain):
 async def test_a_chain_without_tx_status_falls_back_on_state_and_deadline(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
-    chain = WithoutTxStatus(world.chain)
-    assert not hasattr(chain, "tx_status")
-    world.restart_lifecycle(SUP1, chain)
-    try:
-        sid = await world.relays(SUP1, 5, height=2)
-        await world.run_to(5)
+    async with one_session(backend, WithoutTxStatus) as (world, chain, sid):
+        assert not hasattr(chain, "tx_status")
         await world.chain.drop_next_txs(1)
         await world.run_to(7)
         assert claims_sent(chain) == 1
@@ -229,5 +211,3 @@ async def test_a_chain_without_tx_status_falls_back_on_state_and_deadline(
         assert claims_sent(chain) == 2
         await world.run_to(16)
         assert (await world.session(SUP1, sid)).state is SessionState.PROVED
-    finally:
-        await world.close()
