@@ -14,14 +14,9 @@ bus gossips on its own schedule, which no event exposes to a client.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -32,24 +27,10 @@ from relayminer.runtime.embedded import (
     free_loopback_port,
     start_server,
 )
+from tests.runtime.sentinel_support import wait_until  # one poller for every real-server group
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 1000
-POLL_S = 0.05
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], deadline_s: float, what: str
-) -> float:
-    """Poll ``condition`` until it holds; return the seconds it took; fail after ``deadline_s``."""
-    start = time.monotonic()
-    while True:
-        with contextlib.suppress(redis.RedisError, OSError):
-            if await condition():
-                return time.monotonic() - start
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError(f"not reached within {deadline_s}s: {what}")
-        await asyncio.sleep(POLL_S)
 
 
 @dataclass
