@@ -72,6 +72,9 @@ class World:
     managers: dict[str, LifecycleManager] = field(default_factory=dict)
     reports: list[PassReport] = field(default_factory=list)
     published: dict[tuple[str, str], int] = field(default_factory=dict)  # (supplier, sid) -> n
+    #: passes as the run loop makes them (``LifecycleManager.tick``: quiet blocks), the workers
+    #: telling the lifecycles of the sessions they create (as ``Miner`` wires them)
+    quiet_blocks: bool = False
     _nonce: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -81,10 +84,14 @@ class World:
         config: SimChainConfig | None = None,
         lifecycle_config: LifecycleConfig | None = None,
         layout: SMSTLayout = DEFAULT_LAYOUT,
+        *,
+        quiet_blocks: bool = False,
     ) -> World:
         chain = SimulatedChain(redis, config or chain_config())
         await chain.init()
-        world = cls(redis, chain, lifecycle_config or LifecycleConfig(), layout)
+        world = cls(
+            redis, chain, lifecycle_config or LifecycleConfig(), layout, quiet_blocks=quiet_blocks
+        )
         for sup in world.suppliers:
             world.workers[sup] = world.new_worker(sup)
             world.restart_lifecycle(sup)
@@ -104,7 +111,13 @@ class World:
     def new_worker(self, supplier: str) -> RelayWorker:
         """A fresh relay worker of the world's layout (nothing cached)."""
         config = WorkerConfig(consumer_name="w", smst_layout=self.layout)
-        return RelayWorker(self.redis, supplier, config)
+        if not self.quiet_blocks:
+            return RelayWorker(self.redis, supplier, config)
+
+        def created(_snapshot: SessionSnapshot) -> None:
+            self.managers[supplier].sessions_created()
+
+        return RelayWorker(self.redis, supplier, config, on_session_created=created)
 
     async def height(self) -> int:
         return (await self.chain.latest_block()).height
@@ -147,7 +160,10 @@ class World:
             await worker.drain()
         if passes:
             for manager in self.managers.values():
-                report = await manager.pass_at(block.height)
+                if self.quiet_blocks:
+                    report = await manager.tick(block.height)
+                else:
+                    report = await manager.pass_at(block.height)
                 assert not report.errors, report.errors
                 self.reports.append(report)
         return block.height

@@ -362,13 +362,8 @@ class _Demo:
                 return
             height = (await chain.latest_block()).height
             self.resources.sample()
-            # While the load runs, the snapshots feed the live display only: without one (--json)
-            # nothing is read (every session ever seen, thousands of round trips per read).
-            loading = not load_task.done()
-            snapshots = (
-                {} if loading and self.on_progress is None else await self._recent_snapshots()
-            )
             settle_height: int | None = None
+            expected: set[tuple[str, str]] = set()
             if load_task.done():
                 expected = set(loadgen.stats.sessions)
                 if not expected:
@@ -377,6 +372,14 @@ class _Demo:
                 settle_height = max(
                     (Windows.for_session(params, e).settlement_height for e in ends), default=0
                 )
+            # The snapshots feed the live display, and the end check once the last session can
+            # be settled; nothing else reads them: a read is every session ever seen, thousands
+            # of round trips, and one while the last claims fall due would starve them.
+            wanted = self.on_progress is not None or (
+                settle_height is not None and height >= settle_height
+            )
+            snapshots = await self._recent_snapshots() if wanted else {}
+            if settle_height is not None:
                 if self._settled(expected, snapshots, height, settle_height):
                     await self._report(chain, loadgen, snapshots, height, "done", settle_height)
                     return

@@ -46,6 +46,9 @@ class LifecycleConfig(BaseModel):
     max_mining_pause_seconds: float = Field(2.0, ge=0)
     #: lifecycle passes (one per owned supplier and block) running at once; the rest queue
     max_concurrent_passes: int = Field(32, ge=1)
+    #: a quiet block (nothing due) re-reads the live session ids at least this often, for
+    #: sessions written by another process (``relayminer.lifecycle.manager``, "Quiet blocks")
+    quiet_recheck_blocks: int = Field(4, ge=1)
     #: how long one wait for the next block may take before the loop checks ``stop`` again
     block_wait_timeout_seconds: float = Field(5.0, gt=0)
 
@@ -55,6 +58,8 @@ class PassReport:
     """What one pass did (tests and the demo read it)."""
 
     height: int
+    #: a quiet pass: nothing was due, no snapshot was read (``LifecycleManager.tick``)
+    quiet: bool = False
     claimed: list[str] = field(default_factory=list)
     proved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)

@@ -13,6 +13,19 @@ owner stopped), decides each one's action from its state and windows
 - runs the inclusion reconciler (:mod:`~relayminer.lifecycle.reconciler`);
 - records settlement outcomes from the chain's events (:mod:`~relayminer.lifecycle.settlement`).
 
+Quiet blocks: most blocks have nothing due for a supplier (a session waits for its window).
+When the last full pass found nothing due and left nothing to reconcile, and no remembered
+session is due at the new height, the block's pass is settlement only: no snapshot read, no
+fence read, no lifecycle priority. Anything else (a session due, a record for the reconciler,
+an error, a change in the live session ids) runs the full pass. Only this replica writes the
+supplier's session states while it holds the lease, and each of its own transitions forces a
+full pass, so the remembered snapshots are what a full read would return, as far as the rules
+are concerned. New sessions are the one change made elsewhere (by the relay worker): the ids in
+the live state indexes are re-read (one round trip) when the worker says it created one
+(:meth:`LifecycleManager.sessions_created`), at the block a session period's claim window
+opens, and at least every ``quiet_recheck_blocks``. A replica owning 1,000 suppliers so spends
+next to nothing on the blocks where nothing is due (``docs/lifecycle.md``, "Scale").
+
 A chain's refusal is decided on its classified reason alone
 (:meth:`~relayminer.lifecycle.context.SupplierContext.not_accepted`, ``docs/chain.md``).
 
@@ -47,6 +60,7 @@ from relayminer.lifecycle.rebroadcast import RebroadcastStore
 from relayminer.lifecycle.reconciler import InclusionReconciler
 from relayminer.lifecycle.rules import Action, next_action
 from relayminer.lifecycle.settlement import SettlementRecorder
+from relayminer.protocol.windows import claim_window_open_height, session_end_height
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.priority import LifecyclePriority
@@ -139,6 +153,13 @@ class LifecycleManager:
         self.settlement = SettlementRecorder(self.context)
         self._last_height = 0
         self._on_pass = on_pass
+        #: the live session ids and snapshots of the last full pass, when it found nothing due
+        #: and left nothing to reconcile (None: the next pass is a full one)
+        self._quiet: tuple[list[str], list[SessionSnapshot]] | None = None
+        #: the height the live ids were last read at, and whether the worker created a session
+        #: since (module docstring, "Quiet blocks")
+        self._ids_read_at = 0
+        self._ids_stale = True
 
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,10 +171,8 @@ class LifecycleManager:
             block = await self._next_block(stop)
             if block is None or block.height <= self._last_height:
                 continue
-            held = self._priority.lifecycle_pass() if self._priority else contextlib.nullcontext()
             try:
-                async with held:  # relay workers wait between batches meanwhile
-                    await self.pass_at(block.height)
+                await self.tick(block.height)
             except LeaseLostError:
                 raise
             except RelayMinerError as err:  # a failed pass is retried at the next block
@@ -188,16 +207,31 @@ class LifecycleManager:
             return None
 
     # --- one pass ---------------------------------------------------------------------------
+    async def tick(self, height: int) -> PassReport:
+        """The run loop's pass at ``height``: a quiet one when nothing can be due (module
+        docstring, "Quiet blocks"), else :meth:`pass_at` with the lifecycle priority (relay
+        workers wait between batches meanwhile)."""
+        quiet = await self._quiet_pass(height)
+        if quiet is not None:
+            return quiet
+        held = self._priority.lifecycle_pass() if self._priority else contextlib.nullcontext()
+        async with held:
+            return await self.pass_at(height)
+
     async def pass_at(self, height: int) -> PassReport:
         """Run every rule at ``height`` (the newest committed block)."""
         report = PassReport(height)
         await self._check_fence()
         self.context.params.clear()
-        sessions = await self.store.get_by_states(_LIVE_STATES)
+        self._quiet = None
+        self._ids_stale, self._ids_read_at = False, height
+        ids = await self.store.ids_by_states(_LIVE_STATES)
+        sessions = await self.store.get_by_states(_LIVE_STATES, ids)
         claims: dict[int, list[SessionSnapshot]] = defaultdict(list)
         proofs: dict[int, list[SessionSnapshot]] = defaultdict(list)
+        acted = False
         for s in sessions:
-            await self._decide(s, height, claims, proofs, report)
+            acted |= await self._decide(s, height, claims, proofs, report)
         # Proofs first: a proof missed is a slash, a claim missed is a lost reward.
         for end_height, group in sorted(proofs.items()):
             for batch in self._batches(group, self.config.batch_proofs):
@@ -207,20 +241,77 @@ class LifecycleManager:
                 await self._guarded(report, self.claims.run(batch, height, report))
         await self._guarded(report, self.reconciler.run(height, report))
         await self._guarded(report, self.settlement.run(height))
-        self._last_height = max(self._last_height, height)
+        if not (acted or self.reconciler.examined or report.errors):
+            self._quiet = (ids, sessions)
         for state in _LIVE_STATES:
             count = sum(1 for s in sessions if s.state is state)
             metrics.SESSIONS_BY_STATE.labels(supplier=self.supplier, state=state.value).set(count)
+        await self._finish(report)
+        return report
+
+    def sessions_created(self) -> None:
+        """The relay worker created a session of this supplier: the next pass re-reads the live
+        session ids (module docstring, "Quiet blocks")."""
+        self._ids_stale = True
+
+    async def _quiet_pass(self, height: int) -> PassReport | None:
+        """The pass at ``height`` when nothing can be due (module docstring, "Quiet blocks"):
+        settlement only. None, having done nothing, when a full pass is needed."""
+        if self._quiet is None or self.rebroadcasts.pending():
+            return None
+        ids, sessions = self._quiet
+        self.context.params.clear()
+        try:
+            if await self._ids_may_have_changed(height):
+                self._ids_stale, self._ids_read_at = False, height
+                if await self.store.ids_by_states(_LIVE_STATES) != ids:
+                    return None
+            for s in sessions:
+                if await self._action(s, height) is not Action.NONE:
+                    return None
+        except ChainUnavailableError:
+            return None  # the full pass records it
+        report = PassReport(height, quiet=True)
+        await self._guarded(report, self.settlement.run(height))
+        await self._finish(report)
+        return report
+
+    async def _ids_may_have_changed(self, height: int) -> bool:
+        """Whether the quiet pass at ``height`` re-reads the live ids: the worker created a
+        session, a claim window opens (a session written by another process shows up before its
+        claim is due), or ``quiet_recheck_blocks`` passed."""
+        if self._ids_stale or height - self._ids_read_at >= self.config.quiet_recheck_blocks:
+            return True
+        params = await self.context.shared_params(None)
+        previous_end = session_end_height(params, height) - params.num_blocks_per_session
+        return previous_end > 0 and height == claim_window_open_height(params, previous_end)
+
+    async def _finish(self, report: PassReport) -> None:
+        self._last_height = max(self._last_height, report.height)
         if report.errors:
             log.warning(
                 "lifecycle pass had errors",
-                extra={"supplier": self.supplier, "height": height, "errors": report.errors[:5]},
+                extra={
+                    "supplier": self.supplier,
+                    "height": report.height,
+                    "errors": report.errors[:5],
+                },
             )
         if self._on_pass is not None:
             outcome = self._on_pass(report)
             if outcome is not None:
                 await outcome
-        return report
+
+    async def _action(self, s: SessionSnapshot, height: int) -> Action:
+        windows = await self.context.windows(s.session_end_height, height)
+        return next_action(
+            s.state,
+            s.claim_tx_hash,
+            s.proof_tx_hash,
+            height,
+            windows,
+            safety_blocks=self.config.submit_safety_blocks,
+        )
 
     async def _decide(
         self,
@@ -229,21 +320,14 @@ class LifecycleManager:
         claims: dict[int, list[SessionSnapshot]],
         proofs: dict[int, list[SessionSnapshot]],
         report: PassReport,
-    ) -> None:
-        """File ``s`` into a claim or proof group, or apply its state-only transition."""
+    ) -> bool:
+        """File ``s`` into a claim or proof group, or apply its state-only transition; whether
+        it had anything due."""
         try:
-            windows = await self.context.windows(s.session_end_height, height)
+            action = await self._action(s, height)
         except ChainUnavailableError as err:
             report.errors.append(f"{s.session_id}: params unavailable: {err}")
-            return
-        action = next_action(
-            s.state,
-            s.claim_tx_hash,
-            s.proof_tx_hash,
-            height,
-            windows,
-            safety_blocks=self.config.submit_safety_blocks,
-        )
+            return True
         try:
             if action is Action.CLAIM:
                 claims[s.session_end_height].append(s)
@@ -260,6 +344,7 @@ class LifecycleManager:
             raise
         except RelayMinerError as err:
             report.errors.append(f"{s.session_id}: {err}")
+        return action is not Action.NONE
 
     @staticmethod
     def _batches(group: list[SessionSnapshot], batched: bool) -> list[list[SessionSnapshot]]:

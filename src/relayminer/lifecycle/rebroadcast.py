@@ -160,6 +160,11 @@ class RebroadcastStore:
             self._known[phase] = known
         return sorted(known)
 
+    def pending(self) -> bool:
+        """Whether the reconciler may have work: a known group in any phase, or a phase whose
+        groups were not read yet (no round trip)."""
+        return any(self._known.get(phase, True) for phase in (CLAIM, PROOF))
+
     async def entries(self, phase: str, end_height: int) -> dict[str, RebroadcastEntry]:
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         raw: dict[bytes, bytes] = await self._redis.hgetall(key)  # type: ignore[assignment]

@@ -62,15 +62,19 @@ class _Pass:
 class InclusionReconciler:
     def __init__(self, ctx: SupplierContext) -> None:
         self.ctx = ctx
+        #: records the last pass looked at (0: it changed nothing)
+        self.examined = 0
 
     async def run(self, height: int, report: PassReport) -> None:
         ctx = self.ctx
         seen = _Pass()
+        self.examined = 0
         for phase in TxPhase:
             for end_height in await ctx.rebroadcasts.groups(phase.value):
                 entries = await ctx.rebroadcasts.entries(phase.value, end_height)
                 if not entries:
                     continue
+                self.examined += len(entries)
                 if not seen.claims_read:
                     seen.claims = await self._claims_on_chain()
                     seen.claims_read = True

@@ -266,6 +266,18 @@ class Miner:
             def on_pass(report: PassReport) -> Awaitable[None] | None:
                 return pass_hook(supplier, report)
 
+        lifecycle = LifecycleManager(
+            self.redis,
+            supplier,
+            self.chain_reads,
+            keys=self.keys,
+            config=c.lifecycle,
+            session_ttl_seconds=c.session_ttl_seconds,
+            fence=fence,
+            on_pass=on_pass,
+            smst_layout=c.smst.layout,
+            priority=self.priority,
+        )
         worker = RelayWorker(
             self.redis,
             supplier,
@@ -283,18 +295,8 @@ class Miner:
                 wakeups=self.wakeups,
             ),
             on_batch=on_batch,
-        )
-        lifecycle = LifecycleManager(
-            self.redis,
-            supplier,
-            self.chain_reads,
-            keys=self.keys,
-            config=c.lifecycle,
-            session_ttl_seconds=c.session_ttl_seconds,
-            fence=fence,
-            on_pass=on_pass,
-            smst_layout=c.smst.layout,
-            priority=self.priority,
+            # a new session ends the lifecycle's quiet blocks (lifecycle/manager.py)
+            on_session_created=lambda _snapshot: lifecycle.sessions_created(),
         )
         return SupplierPipeline(supplier, worker, lifecycle)
 

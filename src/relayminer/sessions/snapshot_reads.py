@@ -138,11 +138,22 @@ class RedisSessionReader:
         snapshots = await self._get_many(await self._members(self.state_index_key(wanted)))
         return [s for s in snapshots if s.state is wanted]
 
-    async def get_by_states(self, states: Sequence[SessionState]) -> list[SessionSnapshot]:
+    async def get_by_states(
+        self, states: Sequence[SessionState], ids: Sequence[str] | None = None
+    ) -> list[SessionSnapshot]:
         """Sessions whose stored state is one of ``states``, in two round trips whatever their
-        number (the lifecycle reads its live sessions this way at every block)."""
+        number (the lifecycle reads its live sessions this way). ``ids``: the
+        :meth:`ids_by_states` of ``states`` already read (one round trip then)."""
         wanted = [coerce_state(st) for st in states]
-        keys = [self.state_index_key(st) for st in wanted]
+        if ids is None:
+            ids = await self.ids_by_states(wanted)
+        snapshots = await self._get_many(ids)
+        return [snap for snap in snapshots if snap.state in wanted]
+
+    async def ids_by_states(self, states: Sequence[SessionState]) -> list[str]:
+        """The sorted ids in the state indexes of ``states``: one round trip, no snapshot read
+        (the indexes may be stale; :meth:`get_by_states` re-filters on the stored state)."""
+        keys = [self.state_index_key(coerce_state(st)) for st in states]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
@@ -150,9 +161,7 @@ class RedisSessionReader:
                 replies = await pipe.execute()
         except (RedisError, OSError) as err:
             raise StoreError(f"failed to get session IDs of {self.supplier}: {err}") from err
-        ids = sorted({m.decode() for members in replies for m in members} - {"", "index"})
-        snapshots = await self._get_many(ids)
-        return [snap for snap in snapshots if snap.state in wanted]
+        return sorted({m.decode() for members in replies for m in members} - {"", "index"})
 
     # --- plumbing ---------------------------------------------------------------------------
     async def _run(

@@ -190,6 +190,11 @@ class SimChainConfig:
     application_stake_upokt: int = DEFAULT_STAKE_UPOKT
     supplier_stake_upokt: int = DEFAULT_STAKE_UPOKT
     initial_balances: Mapping[str, int] = field(default_factory=dict)
+    #: (service id, session id) -> the session's suppliers, memoised by ``session_suppliers``
+    #: (ranking every staked supplier costs a hash each; a 1,000-supplier demo asks per claim)
+    session_suppliers_memo: dict[tuple[str, str], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         bt = self.block_time_seconds

@@ -27,6 +27,9 @@ from relayminer.chain.sim.errors import SimSessionError
 from relayminer.proto.poktroll_pb2 import SessionHeader
 from relayminer.protocol.windows import session_end_height, session_start_height
 
+#: memoised session supplier sets kept per config before the memo starts over
+_MEMO_LIMIT = 4096
+
 __all__ = [
     "session_for",
     "session_id_for",
@@ -41,13 +44,20 @@ def session_id_for(application_address: str, service_id: str, session_start_heig
 
 
 def session_suppliers(config: SimChainConfig, service_id: str, session_id: str) -> tuple[str, ...]:
-    """Suppliers of a session, deterministic (module docstring)."""
+    """Suppliers of a session, deterministic (module docstring); memoised on ``config``."""
+    memo = config.session_suppliers_memo
+    found = memo.get((service_id, session_id))
+    if found is not None:
+        return found
     staked = [s for s, services in config.suppliers.items() if service_id in services]
     if len(staked) > config.num_suppliers_per_session:
         prefix = session_id.encode("utf-8")
         staked.sort(key=lambda s: hashlib.sha256(prefix + s.encode("utf-8")).digest())
         staked = staked[: config.num_suppliers_per_session]
-    return tuple(sorted(staked))
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    found = memo[(service_id, session_id)] = tuple(sorted(staked))
+    return found
 
 
 def session_for(
