@@ -97,9 +97,7 @@ async def test_a_session_written_by_another_process_is_claimed(
     """A session no worker of this process created (a separate ``relayminer worker``) is found
     when its period's claim window opens, or within ``quiet_recheck_blocks`` if it is written
     after that, and claimed in its window."""
-    world = await one_supplier(
-        backend, LifecycleConfig(quiet_recheck_blocks=2), hooked=False
-    )
+    world = await one_supplier(backend, LifecycleConfig(quiet_recheck_blocks=2), hooked=False)
     try:
         reads = SnapshotReads(world.managers[SUP1])
         await world.run_to(2)
