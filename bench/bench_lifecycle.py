@@ -1,13 +1,22 @@
 """Lifecycle timing under load: the scale run and the soak of issue "Scale" (docs/lifecycle.md).
 
-    .venv/bin/python bench/bench_lifecycle.py [--run scale|soak|soak10|all] [--quick]
+    .venv/bin/python bench/bench_lifecycle.py [--run scale|demo1000|soak|soak10|all] [--quick]
 
-Each run is ``relayminer demo`` (one replica owning every supplier, the simulated chain, the
-load generator, all in one process, on a fresh embedded server) and reports what an operator
-sizing a replica needs:
+Runs:
+
+- ``scale`` (``bench/lifecycle_scale.py``): the issue's scale target: one replica owning 1,000
+  suppliers, each with 10 sessions of 200 relays, on 1 s blocks. The 2,000,000 relays are mined
+  before the chain starts, so the run measures the lifecycle alone;
+- ``demo1000``: ``relayminer demo --suppliers 1000 --sessions 2 --relays-per-second 1000``:
+  mining and lifecycle of 1,000 suppliers together, relays arriving while sessions fall due;
+- ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
+  periods (about 5 minutes); ``soak10``: 375 periods.
+
+The demo runs (one replica owning every supplier, the simulated chain, the load generator, all in
+one process, on a fresh embedded server) report what an operator sizing a replica needs:
 
 - sessions that did not end proved / probabilistic_proved (the target is 0), proofs lost after
-  acceptance (claims that expired with ``PROOF_MISSING`` although their proof was accepted);
+  acceptance (sessions marked proved whose claim the chain expired);
 - the p50 / p99 / max delay, in blocks, from a claim or proof window opening to its broadcast
   (the target: p99 <= 2 blocks);
 - txs that failed at execution, redundant claims (``claims_updated``: a claim sent again after
@@ -15,15 +24,7 @@ sizing a replica needs:
 - the process's CPU seconds and its share of the wall time (the machine is noisy: the share is
   the figure to compare), and RSS after warm-up, at the end and at its maximum.
 
-Runs:
-
-- ``scale``: 1,000 suppliers, 2 session periods (12 sessions per supplier: 6 app-service pairs)
-  on 1 s blocks at ``--rps`` relays/s (default 1,000): what the lifecycle of one replica owning
-  1,000 suppliers costs;
-- ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
-  periods (about 8 minutes); ``soak10``: the same for about 10 minutes (375 periods).
-
-``--quick`` shrinks every run (for a smoke check). Prints a markdown table and writes
+``--quick`` shrinks every run (for a smoke check). Prints the results and writes
 ``bench/results/lifecycle.json``.
 """
 
@@ -39,13 +40,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lifecycle_scale import proofs_expired_after_acceptance, scale_run
 from relayminer.cli.startup import embedded_server, open_redis
 from relayminer.demo import DemoOptions, run_demo
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lifecycle.json"
 
+#: the preloaded scale runs (``bench/lifecycle_scale.py``): suppliers, sessions per supplier,
+#: relays per session, block time
+SCALE: dict[str, tuple[int, int, int, float]] = {"scale": (1000, 10, 200, 1.0)}
+QUICK_SCALE: dict[str, tuple[int, int, int, float]] = {"scale": (100, 10, 50, 1.0)}
+
 RUNS: dict[str, DemoOptions] = {
-    "scale": DemoOptions(
+    "demo1000": DemoOptions(
         suppliers=1000, sessions=2, block_time_seconds=1.0, relays_per_second=1000
     ),
     "soak": DemoOptions(
@@ -56,7 +63,9 @@ RUNS: dict[str, DemoOptions] = {
     ),
 }
 QUICK: dict[str, DemoOptions] = {
-    "scale": DemoOptions(suppliers=100, sessions=2, block_time_seconds=1.0, relays_per_second=500),
+    "demo1000": DemoOptions(
+        suppliers=100, sessions=2, block_time_seconds=1.0, relays_per_second=500
+    ),
     "soak": DemoOptions(suppliers=10, sessions=20, block_time_seconds=0.25, relays_per_second=2000),
     "soak10": DemoOptions(
         suppliers=10, sessions=30, block_time_seconds=0.25, relays_per_second=2000
@@ -69,7 +78,9 @@ async def one_run(options: DemoOptions) -> dict[str, Any]:
     redis = open_redis(server.url, max_connections=64)
     try:
         started = time.monotonic()
+        lost_before = proofs_expired_after_acceptance()
         summary = await run_demo(redis, options)
+        lost = proofs_expired_after_acceptance() - lost_before
         d = summary.as_dict()
     finally:
         await redis.aclose()
@@ -85,7 +96,8 @@ async def one_run(options: DemoOptions) -> dict[str, Any]:
         "sessions": d["sessions"],
         "failed_sessions": d["sessions_failed"],
         "states": states,
-        "proofs_lost_after_acceptance": chain["claims_expired"],
+        "proofs_lost_after_acceptance": lost,
+        "claims_expired": chain["claims_expired"],
         "relays_published": d["relays_published"],
         "relays_mined": d["relays_mined"],
         "submit_delay_blocks": d["submit_delay_blocks"],
@@ -115,14 +127,34 @@ def row(name: str, r: dict[str, Any]) -> str:
     )
 
 
+def scale_row(name: str, r: dict[str, Any]) -> str:
+    delays = r["submit_delay_blocks"]
+    claim, proof = delays.get("claim", {}), delays.get("proof", {})
+    return (
+        f"{name}: {r['suppliers']} suppliers x {r['sessions_per_supplier']} sessions x "
+        f"{r['relays_per_session']} relays (mined before the start), {r['block_time_s']} s "
+        f"blocks: {r['failed_sessions']} of {r['sessions']} sessions failed, "
+        f"{r['proofs_lost_after_acceptance']} proofs lost after acceptance; claim delay "
+        f"p99/max {claim.get('p99', '-')}/{claim.get('max', '-')} ({claim.get('count', 0)} sent), "
+        f"proof delay p99/max {proof.get('p99', '-')}/{proof.get('max', '-')}; CPU "
+        f"{r['cpu_seconds']} s ({r['cpu_share']:.2f} of wall, {r['cpu_ms_per_session']} ms per "
+        f"session)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", choices=[*RUNS, "all"], default="all")
+    parser.add_argument("--run", choices=[*SCALE, *RUNS, "all"], default="all")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     table = QUICK if args.quick else RUNS
-    names = list(table) if args.run == "all" else [args.run]
-    results = {}
+    scale = QUICK_SCALE if args.quick else SCALE
+    names = [*scale, *table] if args.run == "all" else [args.run]
+    results: dict[str, dict[str, Any]] = {}
+    for name in [n for n in names if n in scale]:
+        results[name] = asyncio.run(scale_run(*scale[name]))
+        print(scale_row(name, results[name]), flush=True)
+    names = [n for n in names if n not in scale]
     print(
         "| run | load | sessions | failed | proofs lost | claim delay p99 / max (blocks) | "
         "proof delay p99 / max | txs failed at execution | redundant claims | CPU | RSS |"
@@ -131,15 +163,18 @@ def main() -> None:
     for name in names:
         results[name] = asyncio.run(one_run(table[name]))
         print(row(name, results[name]), flush=True)
+    # Runs are kept per name (a single ``--run`` updates its own entry, stamped with its time).
     RESULTS.parent.mkdir(exist_ok=True)
+    kept = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() else {}
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    for r in results.values():
+        r.update(when=when, quick=args.quick)
     RESULTS.write_text(
         json.dumps(
             {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": platform.platform(),
                 "python": sys.version.split()[0],
-                "quick": args.quick,
-                "runs": results,
+                "runs": {**kept, **results},
             },
             indent=2,
         )

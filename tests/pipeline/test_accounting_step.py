@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from relayminer.keys import KeyBuilder
+from relayminer.pipeline.batch import KNOWN_IDLE_SECONDS
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.sessions.accounting import (
     ACCOUNT_BATCH,
@@ -213,3 +214,34 @@ async def test_a_bad_relay_is_refused_before_anything_reaches_redis(
     with pytest.raises(ValueError, match="compute_units"):
         await acc.run([relays("sess-1", [-1], create=True)])
     assert await r.dbsize() == 0
+
+
+async def test_a_long_run_remembers_its_live_sessions_only(
+    backend: RedisBackend, layout: SMSTLayout
+) -> None:
+    """What the worker remembers per session (TTL refreshes, encoded keys, sessions known to
+    exist) follows the live sessions, not the run's history: the memory of a soak is flat. A
+    session forgotten while it still gets relays is refreshed and counted as before."""
+    r, rng, clock = backend.client, random.Random(3), Clock()
+    w = worker(r, layout, clock)
+    w.batches.clock = clock
+    accounting = w.store.accounting
+    old = [f"old-{i}" for i in range(700)]
+    await publish(r, [relay_message(rng, SUP, sid) for sid in old])
+    assert await w.drain() == len(old)
+    assert set(accounting._refreshed) == set(old)  # nothing to forget yet
+    assert set(w.batches.known) == set(old)
+    clock.now += 2 * KNOWN_IDLE_SECONDS  # every old refresh is due again, every old session idle
+    new = [f"new-{i}" for i in range(700)]
+    await publish(r, [relay_message(rng, SUP, sid) for sid in new])
+    assert await w.drain() == len(new)
+    assert set(accounting._refreshed) == set(new)
+    assert {sid for sid, _journal in accounting._session_args} == set(new)
+    assert set(w.batches.known) == set(new)
+    # An old session that gets a relay again: its TTLs are refreshed, its count goes on.
+    await r.expire(f"ha:miner:sessions:{SUP}:old-1", 100)
+    await publish(r, [relay_message(rng, SUP, "old-1")])
+    assert await w.drain() == 1
+    assert TTL - 10 <= await r.ttl(f"ha:miner:sessions:{SUP}:old-1") <= TTL
+    snap = await w.store.get("old-1")
+    assert snap is not None and snap.relay_count == 2

@@ -47,10 +47,12 @@ class ProofPhase:
         built: list[Built] = []
         for s in group:
             sid = s.session_id
-            if s.state is SessionState.CLAIMED:
-                await ctx.coordinator.on_session_proving(sid)
             outcome = await self._build(s, seed_hash)
             if isinstance(outcome, Built):
+                # ``proving``: a proof is on its way (a session that needs none goes from
+                # ``claimed`` to its end in one write; the rules treat both states alike)
+                if s.state is SessionState.CLAIMED:
+                    await ctx.coordinator.on_session_proving(sid)
                 built.append(outcome)
             elif outcome is SessionState.PROBABILISTIC_PROVED:
                 await ctx.coordinator.on_probabilistic_proved(sid)

@@ -173,7 +173,10 @@ class InclusionReconciler:
     async def _done(
         self, phase: TxPhase, end_height: int, entry: RebroadcastEntry, included: bool
     ) -> None:
-        if included and phase is TxPhase.CLAIM:
+        # Only a claim never broadcast (no original hash: the record ``not_accepted`` keeps
+        # for a ``claim_tx_error`` session's one resend) can heal a session; any other claim
+        # record belongs to a session already ``claimed``, and is not read again.
+        if included and phase is TxPhase.CLAIM and not entry.original_tx_hash:
             await self._heal_claim(entry.session_id, entry)
         await self.ctx.rebroadcasts.delete(phase.value, end_height, entry.session_id)
 

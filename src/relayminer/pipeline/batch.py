@@ -42,7 +42,7 @@ from relayminer.sessions.accounting import (
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.smst.redis_store import RedisSMSTStore
 
-__all__ = ["KNOWN_SESSIONS", "BatchAccountant", "StagedBatch", "TraceHook"]
+__all__ = ["KNOWN_IDLE_SECONDS", "KNOWN_SESSIONS", "BatchAccountant", "StagedBatch", "TraceHook"]
 
 # The worker's logger: the batch's log lines are the worker's, as they were before the split.
 log = logging.getLogger("relayminer.pipeline.worker")
@@ -50,6 +50,9 @@ T = TypeVar("T")
 
 #: sessions remembered as existing (beyond it the oldest is sent with its snapshot again)
 KNOWN_SESSIONS = 100_000
+#: a session no batch touched for this long is forgotten too (sent with its snapshot again if
+#: it gets relays later): the memory of a long run follows its live sessions, not its history
+KNOWN_IDLE_SECONDS = 120.0
 
 #: ``op`` retried in place on infrastructure errors while the worker's loop runs
 InPlace = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
@@ -99,8 +102,11 @@ class BatchAccountant:
         self._ack_mode = ack_mode
         self._in_place = in_place
         self._trace = trace
-        #: sessions seen to exist: their snapshots are not sent with every batch
-        self.known: OrderedDict[str, None] = OrderedDict()
+        #: sessions seen to exist -> when a batch last touched them, least recent first: their
+        #: snapshots are not sent with every batch
+        self.known: OrderedDict[str, float] = OrderedDict()
+        #: the clock of :attr:`known` (tests move it)
+        self.clock: Callable[[], float] = time.monotonic
 
     # --- steps 1-3 ----------------------------------------------------------------------------
     async def stage(self, entries: Sequence[StreamEntry]) -> StagedBatch:
@@ -228,12 +234,15 @@ class BatchAccountant:
                 await self._account_apart(staged, err)
                 return result
         self._add_outcomes(result, outcomes)
+        now = self.clock()
+        known = self.known
         for outcome in outcomes:
             if outcome.status != STATUS_MISSING:
-                self.known[outcome.session_id] = None
-                self.known.move_to_end(outcome.session_id)
-        while len(self.known) > KNOWN_SESSIONS:
-            self.known.popitem(last=False)
+                known[outcome.session_id] = now
+                known.move_to_end(outcome.session_id)
+        idle_since = now - KNOWN_IDLE_SECONDS
+        while known and (len(known) > KNOWN_SESSIONS or next(iter(known.values())) < idle_since):
+            known.popitem(last=False)
         return result
 
     async def _account_apart(self, staged: StagedBatch, first: Exception) -> None:

@@ -365,6 +365,8 @@ class LegacySnapshot(Exception):
 #: Sessions whose last TTL refresh :class:`BatchAccounting` remembers; past it the memory is
 #: cleared, and every session's TTLs are refreshed by its next step again.
 REFRESH_MEMORY = 100_000
+#: remembered refreshes below which nothing is forgotten (:meth:`BatchAccounting._forget_due`)
+_PRUNE_FLOOR = 1024
 
 _LENGTH = struct.Struct(">I").pack
 
@@ -412,6 +414,9 @@ class BatchAccounting:
         self.clock: Callable[[], float] = time.monotonic
         #: session id -> ``clock()`` of the last step that refreshed its TTLs
         self._refreshed: dict[str, float] = {}
+        #: how many remembered refreshes trigger :meth:`_forget_due` (amortised: twice what
+        #: was left by the last one)
+        self._prune_at = _PRUNE_FLOOR
         self._script = redis.register_script(ACCOUNT_BATCH)
 
     async def run(
@@ -445,6 +450,8 @@ class BatchAccounting:
             for s, refreshed in zip(sessions, refresh, strict=True):
                 if refreshed:
                     self._refreshed[s.session_id] = now
+            if len(self._refreshed) > self._prune_at:
+                self._forget_due(now)
         return [
             SessionOutcome(
                 s.session_id,
@@ -455,6 +462,16 @@ class BatchAccounting:
             )
             for i, s in enumerate(sessions)
         ]
+
+    def _forget_due(self, now: float) -> None:
+        """Forget the sessions whose refresh is due anyway, and their encoded keys: a long run's
+        memory follows its live sessions, not its history (a session forgotten while it still
+        gets relays is refreshed by its next step, and its keys encoded again)."""
+        due = now - self.ttl_refresh_s
+        self._refreshed = {sid: t for sid, t in self._refreshed.items() if t > due}
+        live = self._refreshed
+        self._session_args = {k: v for k, v in self._session_args.items() if k[0] in live}
+        self._prune_at = max(_PRUNE_FLOOR, 2 * len(live))
 
     @property
     def keys(self) -> KeyBuilder:

@@ -89,7 +89,7 @@ class Target:
         return int(self.session.header.session_end_block_height)
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionLoad:
     """What was published for one (supplier, session)."""
 

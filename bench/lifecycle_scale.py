@@ -1,0 +1,208 @@
+"""The lifecycle scale run of issue "Scale" (item 4): one replica owning many suppliers.
+
+    .venv/bin/python bench/lifecycle_scale.py [--suppliers 1000] [--sessions 10]
+        [--relays 200] [--block-time 1.0]
+
+(``bench/bench_lifecycle.py --run scale`` runs it with the issue's numbers.)
+
+What it measures is the lifecycle, not mining: every supplier's sessions are **mined before**
+the chain starts (published as Go-format relays and drained by the real relay worker), so the
+claim windows open on a replica whose streams are empty. Then one
+:class:`~relayminer.runtime.miner.Miner` (leases, one worker and one lifecycle per supplier,
+the shared chain reads, the lifecycle priority) drives every session through its claim and
+proof windows on the simulated chain, which produces a block every ``--block-time`` seconds.
+
+World: ``--sessions`` applications, each staked for one service (CUPR 10, base difficulty: every
+relay is payable), every supplier in every session (``num_suppliers_per_session`` = suppliers),
+so each supplier has ``--sessions`` sessions of ``--relays`` relays ending at block 4. The
+shared params are the demo's (N=4, G=1, CO=1, CC=4, PO=0, PC=4): claims can be sent at blocks
+6..8 (window 6..10 minus the safety block), proofs at 10..12, settlement at 14.
+
+Reported: sessions, those not ended proved / probabilistic_proved, proofs lost after acceptance
+(sessions marked proved whose claim the chain expired), claims expired (any reason), the
+p50/p99/max delay in blocks from a window opening to the
+broadcast, the CPU seconds of the lifecycle phase (preload excluded) and its share of the wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+from collections import Counter
+from typing import Any
+
+from redis.asyncio import Redis
+
+from relayminer import metrics
+from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
+from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mined_relay_message
+from relayminer.cli.startup import embedded_server, open_redis
+from relayminer.demo import DemoOptions, demo_config
+from relayminer.demo.summary import SubmitDelays
+from relayminer.keys import KeyBuilder
+from relayminer.lifecycle.manager import PassReport
+from relayminer.pipeline.publisher import RelayPublisher
+from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.miner import Miner, MinerHooks
+from relayminer.sessions.model import SessionState
+from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
+
+SERVICE = "anvil"
+CUPR = 10
+_SUCCESS = (SessionState.PROVED, SessionState.PROBABILISTIC_PROVED)
+
+
+def proofs_expired_after_acceptance() -> int:
+    """Sessions the miner had marked proved whose claim the chain then expired (the settlement
+    recorder's ``ha_miner_proofs_failed_total{reason="expired"}``, summed over suppliers)."""
+    return int(
+        sum(
+            sample.value
+            for metric in metrics.PROOFS_FAILED.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels.get("reason") == "expired"
+        )
+    )
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def world(suppliers: int, sessions: int, block_time: float) -> tuple[Any, SimChainConfig]:
+    options = DemoOptions(suppliers=suppliers, block_time_seconds=block_time)
+    config = demo_config(options)
+    apps = [f"pokt1scaleapp{i:02d}" for i in range(1, sessions + 1)]
+    chain = SimChainConfig(
+        block_time_seconds=block_time,
+        shared_params=config.chain.shared_params.params(),  # type: ignore[union-attr]
+        proof_params=config.chain.proof_params.params(),  # type: ignore[union-attr]
+        services={SERVICE: ServiceConfig(compute_units_per_relay=CUPR)},
+        applications=dict.fromkeys(apps, (SERVICE,)),
+        suppliers=dict.fromkeys(config.suppliers, (SERVICE,)),
+        num_suppliers_per_session=suppliers,
+        seed=options.seed,
+    )
+    return config, chain
+
+
+async def preload(redis: Redis, chain: SimulatedChain, config: Any, relays: int) -> int:
+    """Publish and mine ``relays`` relays for every (supplier, application) session of the
+    first session period; the number mined."""
+    publisher = RelayPublisher(redis)
+    mined = 0
+    nonce = 0
+    apps = list(chain.config.applications)
+    headers = [(await chain.get_session(app, SERVICE, 1)).header for app in apps]
+    for supplier in config.suppliers:
+        msgs = []
+        for header in headers:
+            for _ in range(relays):
+                nonce += 1
+                relay = build_relay(header, supplier, jsonrpc_request(nonce), b'{"result":"0x1"}')
+                msgs.append(mined_relay_message(relay, header, supplier, CUPR))
+        for i in range(0, len(msgs), 2000):
+            await publisher.publish_batch(msgs[i : i + 2000])
+        worker = RelayWorker(
+            redis,
+            supplier,
+            WorkerConfig(consumer_name=config.instance_id, batch_size=2000),
+        )
+        await worker.drain()
+        mined += worker.total.counted
+    return mined
+
+
+async def scale_run(
+    suppliers: int = 1000, sessions: int = 10, relays: int = 200, block_time: float = 1.0
+) -> dict[str, Any]:
+    server = embedded_server()
+    redis = open_redis(server.url, max_connections=64)
+    try:
+        return await _run(redis, suppliers, sessions, relays, block_time)
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+async def _run(
+    redis: Redis, suppliers: int, sessions: int, relays: int, block_time: float
+) -> dict[str, Any]:
+    config, chain_config = world(suppliers, sessions, block_time)
+    keys = KeyBuilder(config.redis.namespace)
+    chain = SimulatedChain(redis, chain_config, keys=keys)
+    await chain.init()
+    t0 = time.monotonic()
+    mined = await preload(redis, chain, config, relays)
+    preload_s = time.monotonic() - t0
+    delays = SubmitDelays()
+    counts: Counter[str] = Counter()
+    last_pass: dict[str, float] = {}
+
+    def on_pass(supplier: str, report: PassReport) -> None:
+        for phase, blocks in report.delays:
+            delays.add(phase, blocks)
+        counts["full_passes" if not report.quiet else "quiet_passes"] += 1
+        counts["failed_at_execution"] += len(report.failed_at_execution)
+        last_pass[supplier] = time.monotonic()
+
+    lost_before = proofs_expired_after_acceptance()
+    miner = Miner(config, redis, chain, driver=chain.run, hooks=MinerHooks(on_pass=on_pass))
+    stop = asyncio.Event()
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    task = asyncio.create_task(miner.run(stop))
+    settle = 14  # settlement of the sessions ending at 4 (module docstring)
+    try:
+        await chain.wait_for_block(settle + 2, timeout=600 + 40 * block_time)
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+    cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    states: Counter[str] = Counter()
+    for supplier in config.suppliers:
+        store = RedisSessionStore(redis, SessionStoreConfig(supplier, keys.miner_sessions_prefix()))
+        for s in await store.get_by_supplier():
+            states[s.state.value] += 1
+    summary = (await chain.summary()).as_dict()
+    failed = sum(n for st, n in states.items() if SessionState(st) not in _SUCCESS)
+    return {
+        "suppliers": suppliers,
+        "sessions_per_supplier": sessions,
+        "relays_per_session": relays,
+        "block_time_s": block_time,
+        "sessions": sum(states.values()),
+        "relays_mined_before_start": mined,
+        "preload_seconds": round(preload_s, 1),
+        "failed_sessions": failed,
+        "states": dict(states),
+        "proofs_lost_after_acceptance": proofs_expired_after_acceptance() - lost_before,
+        "claims_expired": summary["claims_expired"],
+        "claims_settled": summary["claims_settled"],
+        "submit_delay_blocks": delays.as_dict(),
+        "txs_failed_at_execution": counts["failed_at_execution"],
+        "passes": {"full": counts["full_passes"], "quiet": counts["quiet_passes"]},
+        "cpu_seconds": round(cpu, 1),
+        "cpu_share": round(cpu / wall, 2) if wall else 0.0,
+        "wall_seconds": round(wall, 1),
+        "cpu_ms_per_session": round(1000 * cpu / max(1, sum(states.values())), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suppliers", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--relays", type=int, default=200)
+    parser.add_argument("--block-time", type=float, default=1.0)
+    args = parser.parse_args()
+    result = asyncio.run(scale_run(args.suppliers, args.sessions, args.relays, args.block_time))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
