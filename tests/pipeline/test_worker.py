@@ -13,7 +13,7 @@ from relayminer.keys import KeyBuilder
 from relayminer.pipeline.consumer import StreamConsumer
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.relays import MinedRelayMessage
-from relayminer.pipeline.worker import BatchResult, RelayWorker, WorkerConfig
+from relayminer.pipeline.worker import MAX_BATCH_SIZE, BatchResult, RelayWorker, WorkerConfig
 from relayminer.sessions.model import SessionSnapshot, encode_legacy_json
 from relayminer.smst.layout import SMSTLayout
 from relayminer.smst.proof import verify_closest_proof
@@ -426,3 +426,26 @@ async def test_a_known_session_that_vanished_is_created_again(backend: RedisBack
     snap = await RedisSessionStore(backend.client, SessionStoreConfig(SUP)).get("sess-1")
     assert snap is not None and snap.relay_count == 3
     await assert_stream_empty(backend.client, SUP)
+
+
+async def test_thin_batches_make_the_next_reads_larger(backend: RedisBackend) -> None:
+    """Relays spread over many sessions (fewer than THIN_RELAYS_PER_SESSION each) make the
+    worker read up to MAX_BATCH_SIZE entries next; batches that are not thin go back to the
+    configured size. Every relay is counted once either way."""
+    r, rng = backend.client, random.Random(7)
+    w = worker(r, batch_size=20)
+    spread = [relay_message(rng, SUP, f"s{i}") for i in range(60)]  # 1 relay a session
+    await publish(r, spread)
+    entries = await w.consumer.read_new(None)
+    assert len(entries) == 20
+    await w.process(entries)
+    assert w.consumer.batch_size == MAX_BATCH_SIZE
+    assert await w.drain() == 40  # the rest in one larger read
+    dense = [relay_message(rng, SUP, "dense") for _ in range(30)]
+    await publish(r, dense)
+    entries = await w.consumer.read_new(None)
+    assert len(entries) == 30  # still the larger read
+    await w.process(entries)
+    assert w.consumer.batch_size == 20  # 30 relays of one session: not thin
+    store = RedisSessionStore(r, SessionStoreConfig(SUP))
+    assert sum(s.relay_count for s in await store.get_by_supplier()) == 90

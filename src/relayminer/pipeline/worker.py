@@ -83,6 +83,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_SIZE = 5000
+#: a batch whose sessions got fewer relays than this each, on average, is *thin*: the next reads
+#: take up to :data:`MAX_BATCH_SIZE` entries, so the fixed work of each session in a step (its
+#: keys, gate and counters) is shared by more relays (``bench/bench_worker.py``, 1,000
+#: concurrent sessions); the configured ``batch_size`` again once batches are not thin
+THIN_RELAYS_PER_SESSION = 4
 #: longest wait on the shared stream watcher before an idle worker reads on its own anyway
 WAKEUP_FALLBACK_SECONDS = 5.0
 
@@ -421,7 +426,11 @@ class RelayWorker:
 
     async def _commit_trees(self, entries: Sequence[StreamEntry]) -> StagedBatch:
         """Steps 1-3: sort the entries out and commit every session's tree."""
-        return await self.batches.stage(entries)
+        staged = await self.batches.stage(entries)
+        sessions = len(staged.batch.relays)
+        thin = len(entries) < THIN_RELAYS_PER_SESSION * sessions
+        self.consumer.batch_size = MAX_BATCH_SIZE if thin else self.config.batch_size
+        return staged
 
     async def _finish(self, staged: StagedBatch) -> BatchResult:
         """Step 4: the atomic accounting step (count once, create, dead-letter, ack), then the
