@@ -148,6 +148,12 @@ STATE_LOST = Counter(
     "persistence, FLUSHALL, failover to an empty replica).",
     ["supplier"],
 )
+CLAIMS_WITH_STREAM_BACKLOG = Counter(
+    "ha_miner_claims_with_stream_backlog_total",
+    "Claim groups sealed at their last chance while relays published before their grace "
+    "period ended were still in the stream (those relays are refused as late).",
+    ["supplier"],
+)
 TREE_MISMATCHES = Counter(
     "ha_miner_tree_mismatch_total",
     "Sessions whose tree disagreed with their counters or was incomplete before the claim.",

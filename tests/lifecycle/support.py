@@ -153,10 +153,11 @@ class World:
         self.published[key] = self.published.get(key, 0) + n
         return header.session_id
 
-    async def step(self, *, passes: bool = True) -> int:
-        """Produce one block, mine every stream, run one lifecycle pass per supplier."""
+    async def step(self, *, passes: bool = True, drain: bool = True) -> int:
+        """Produce one block, mine every stream (unless ``drain`` is False: a worker behind),
+        run one lifecycle pass per supplier."""
         block = await self.chain.produce_block()
-        for worker in self.workers.values():
+        for worker in self.workers.values() if drain else ():
             await worker.drain()
         if passes:
             for manager in self.managers.values():

@@ -46,6 +46,8 @@ class ClaimPhase:
 
     async def run(self, group: list[SessionSnapshot], height: int, report: PassReport) -> None:
         ctx = self.ctx
+        if group and not await self._stream_caught_up(group[0].session_end_height, height):
+            return
         built: list[Built] = []
         for s in group:
             sid = s.session_id
@@ -82,6 +84,28 @@ class ClaimPhase:
                 report.claimed.append(sid)
                 continue
             await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)
+
+    async def _stream_caught_up(self, end_height: int, height: int) -> bool:
+        """False to defer the group: relays published before its grace period ended are still
+        in the stream, and two more passes could still claim it (:mod:`~.backlog`). Past that
+        the group is claimed whatever the stream holds: a late relay costs its reward, a missed
+        window all of them."""
+        ctx = self.ctx
+        if ctx.backlog is None or await ctx.backlog.caught_up(end_height):
+            return True
+        windows = await ctx.windows(end_height, height)
+        if windows.can_submit_claim(height + 2, ctx.config.submit_safety_blocks):
+            log.info(
+                "claims deferred: relays of their sessions are still in the stream",
+                extra={"supplier": ctx.supplier, "session_end_height": end_height},
+            )
+            return False
+        metrics.CLAIMS_WITH_STREAM_BACKLOG.labels(supplier=ctx.supplier).inc()
+        log.warning(
+            "claiming with relays of the sessions still in the stream (the window is closing)",
+            extra={"supplier": ctx.supplier, "session_end_height": end_height},
+        )
+        return True
 
     async def _refuse(self, sid: str, check: TreeCheck, report: PassReport) -> None:
         """A tree whose root must not be claimed: the session ends ``claim_tx_error``."""

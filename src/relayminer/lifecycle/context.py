@@ -17,6 +17,7 @@ from relayminer import metrics
 from relayminer.chain.base import Chain, ChainUnavailableError, Msg, TxResult
 from relayminer.chain.rejections import Rejection, TxPhase
 from relayminer.errors import RelayMinerError
+from relayminer.lifecycle.backlog import StreamBacklog
 from relayminer.lifecycle.config import LifecycleConfig, PassReport
 from relayminer.lifecycle.rebroadcast import RebroadcastEntry, RebroadcastStore
 from relayminer.lifecycle.rules import Windows
@@ -67,6 +68,8 @@ class SupplierContext:
     rebroadcasts: RebroadcastStore
     #: raises LeaseLostError when this replica no longer holds the supplier's lease
     check_fence: Callable[[], Awaitable[None]]
+    #: the supplier's relay stream, for claims that wait for their relays (None: they do not)
+    backlog: StreamBacklog | None = None
     #: shared params by height (None: live), reset at every pass
     params: dict[int | None, SharedParams] = field(default_factory=dict)
     #: rejected broadcasts per (phase, session id), for ``max_submit_attempts``

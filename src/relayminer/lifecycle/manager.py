@@ -52,6 +52,7 @@ from relayminer import metrics
 from relayminer.chain.base import Block, Chain, ChainUnavailableError
 from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
+from relayminer.lifecycle.backlog import StreamBacklog
 from relayminer.lifecycle.claims import ClaimPhase
 from relayminer.lifecycle.config import LifecycleConfig, PassReport
 from relayminer.lifecycle.context import SupplierContext
@@ -146,6 +147,7 @@ class LifecycleManager:
             self.trees,
             self.rebroadcasts,
             self._check_fence,
+            backlog=StreamBacklog(redis, supplier, self.keys),
         )
         self.claims = ClaimPhase(self.context)
         self.proofs = ProofPhase(self.context)
@@ -211,6 +213,7 @@ class LifecycleManager:
         """The run loop's pass at ``height``: a quiet one when nothing can be due (module
         docstring, "Quiet blocks"), else :meth:`pass_at` with the lifecycle priority (relay
         workers wait between batches meanwhile)."""
+        await self._mark_stream(height)
         quiet = await self._quiet_pass(height)
         if quiet is not None:
             return quiet
@@ -275,6 +278,20 @@ class LifecycleManager:
         await self._guarded(report, self.settlement.run(height))
         await self._finish(report)
         return report
+
+    async def _mark_stream(self, height: int) -> None:
+        """At the first pass after a session period's grace period, remember the stream's
+        newest relay: its claims wait for the relays up to it (:mod:`~.backlog`)."""
+        backlog = self.context.backlog
+        if backlog is None:
+            return
+        try:
+            params = await self.context.shared_params(None)
+        except ChainUnavailableError:
+            return
+        previous_end = session_end_height(params, height) - params.num_blocks_per_session
+        if previous_end > 0 and height > previous_end + params.grace_period_end_offset_blocks:
+            await backlog.mark(previous_end)
 
     async def _ids_may_have_changed(self, height: int) -> bool:
         """Whether the quiet pass at ``height`` re-reads the live ids: the worker created a
