@@ -1,4 +1,5 @@
-"""Claims wait (one block at most) for relays still in the stream (lifecycle/backlog.py).
+"""Claims wait (one block at most) for relays still in the stream (lifecycle/backlog.py,
+``lifecycle.claim_waits_for_stream``; off by default: the last test shows what that costs).
 
 Timeline (tests/lifecycle/support.py): session 1 = blocks 1..4, grace period ends at 5, claims
 can be sent at 6..8 (window 6..10, one safety block).
@@ -9,9 +10,12 @@ from __future__ import annotations
 from relayminer import metrics
 from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.backlog import StreamBacklog, stream_id
+from relayminer.lifecycle.config import LifecycleConfig
 from relayminer.sessions.model import SessionState
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import SUP1, World
+
+WAITING = LifecycleConfig(claim_waits_for_stream=True)
 
 
 async def late_session(world: World) -> str:
@@ -32,7 +36,7 @@ def backlog_claims() -> float:
 
 
 async def test_a_claim_waits_for_the_relays_still_in_the_stream(backend: RedisBackend) -> None:
-    world = await World.create(backend.client)
+    world = await World.create(backend.client, lifecycle_config=WAITING)
     try:
         sid = await late_session(world)
         await world.step(drain=False)  # block 6: claim window open, 5 relays unread: deferred
@@ -49,7 +53,7 @@ async def test_a_claim_waits_for_the_relays_still_in_the_stream(backend: RedisBa
 async def test_at_its_last_chance_a_claim_goes_out_whatever_the_stream_holds(
     backend: RedisBackend,
 ) -> None:
-    world = await World.create(backend.client)
+    world = await World.create(backend.client, lifecycle_config=WAITING)
     try:
         before = backlog_claims()
         sid = await late_session(world)
@@ -82,3 +86,16 @@ async def test_the_backlog_reads_the_group_and_its_pending_entries(backend: Redi
     second = await r.xadd(stream, {"data": b"y"})  # after the mark: not waited for
     assert await backlog.caught_up(8)
     assert stream_id(second) > stream_id(first) > stream_id(None)
+
+
+async def test_by_default_a_claim_does_not_wait(backend: RedisBackend) -> None:
+    world = await World.create(backend.client)
+    try:
+        sid = await late_session(world)
+        await world.step(drain=False)  # block 6: claimed at once with the 3 relays mined
+        snapshot = await world.session(SUP1, sid)
+        assert snapshot.state is SessionState.CLAIMED and snapshot.relay_count == 3
+        await world.step()  # the 5 relays read now are refused as late
+        assert (await world.session(SUP1, sid)).relay_count == 3
+    finally:
+        await world.close()

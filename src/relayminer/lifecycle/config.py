@@ -46,6 +46,11 @@ class LifecycleConfig(BaseModel):
     max_mining_pause_seconds: float = Field(2.0, ge=0)
     #: lifecycle passes (one per owned supplier and block) running at once; the rest queue
     max_concurrent_passes: int = Field(32, ge=1)
+    #: a claim group waits (one block at most) while the relay stream still holds entries
+    #: published before its grace period ended (``relayminer.lifecycle.backlog``). Off by
+    #: default: on a saturated replica the deferral pushes claims towards the end of their
+    #: window, and a missed window costs every relay of the session (docs/lifecycle.md)
+    claim_waits_for_stream: bool = False
     #: a quiet block (nothing due) re-reads the live session ids at least this often, for
     #: sessions written by another process (``relayminer.lifecycle.manager``, "Quiet blocks")
     quiet_recheck_blocks: int = Field(4, ge=1)

@@ -147,7 +147,11 @@ class LifecycleManager:
             self.trees,
             self.rebroadcasts,
             self._check_fence,
-            backlog=StreamBacklog(redis, supplier, self.keys),
+            backlog=(
+                StreamBacklog(redis, supplier, self.keys)
+                if self.config.claim_waits_for_stream
+                else None
+            ),
         )
         self.claims = ClaimPhase(self.context)
         self.proofs = ProofPhase(self.context)
