@@ -112,9 +112,14 @@ async def one_run(options: DemoOptions) -> dict[str, Any]:
     }
 
 
-def row(name: str, r: dict[str, Any]) -> str:
+def phase_delays(r: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """The claim and the proof delay statistics of a run (empty when none was sent)."""
     delays = r["submit_delay_blocks"]
-    claim, proof = delays.get("claim", {}), delays.get("proof", {})
+    return delays.get("claim", {}), delays.get("proof", {})
+
+
+def row(name: str, r: dict[str, Any]) -> str:
+    claim, proof = phase_delays(r)
     return (
         f"| {name} | {r['suppliers']} x {r['session_periods']} periods, {r['block_time_s']} s "
         f"blocks, {r['relays_per_second']:.0f} relays/s | {r['sessions']} | "
@@ -128,8 +133,7 @@ def row(name: str, r: dict[str, Any]) -> str:
 
 
 def scale_row(name: str, r: dict[str, Any]) -> str:
-    delays = r["submit_delay_blocks"]
-    claim, proof = delays.get("claim", {}), delays.get("proof", {})
+    claim, proof = phase_delays(r)
     return (
         f"{name}: {r['suppliers']} suppliers x {r['sessions_per_supplier']} sessions x "
         f"{r['relays_per_session']} relays (mined before the start), {r['block_time_s']} s "

@@ -61,7 +61,11 @@ from relayminer.lifecycle.rebroadcast import RebroadcastStore
 from relayminer.lifecycle.reconciler import InclusionReconciler
 from relayminer.lifecycle.rules import Action, next_action
 from relayminer.lifecycle.settlement import SettlementRecorder
-from relayminer.protocol.windows import claim_window_open_height, session_end_height
+from relayminer.protocol.windows import (
+    SharedParams,
+    claim_window_open_height,
+    session_end_height,
+)
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.priority import LifecyclePriority
@@ -293,7 +297,7 @@ class LifecycleManager:
             params = await self.context.shared_params(None)
         except ChainUnavailableError:
             return
-        previous_end = session_end_height(params, height) - params.num_blocks_per_session
+        previous_end = _previous_session_end(params, height)
         if previous_end > 0 and height > previous_end + params.grace_period_end_offset_blocks:
             await backlog.mark(previous_end)
 
@@ -304,7 +308,7 @@ class LifecycleManager:
         if self._ids_stale or height - self._ids_read_at >= self.config.quiet_recheck_blocks:
             return True
         params = await self.context.shared_params(None)
-        previous_end = session_end_height(params, height) - params.num_blocks_per_session
+        previous_end = _previous_session_end(params, height)
         return previous_end > 0 and height == claim_window_open_height(params, previous_end)
 
     async def _finish(self, report: PassReport) -> None:
@@ -401,3 +405,9 @@ class LifecycleManager:
             await self.trees.delete(session_id)
         if state in _SUCCESS_CLEANUP:
             await self.dedup.cleanup_session(session_id)
+
+
+def _previous_session_end(params: SharedParams, height: int) -> int:
+    """The end height of the session period before the one ``height`` is in (0: none): the
+    newest period whose grace period and claim window can have begun at ``height``."""
+    return session_end_height(params, height) - params.num_blocks_per_session
