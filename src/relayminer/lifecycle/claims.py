@@ -16,7 +16,7 @@ from relayminer.chain.base import ChainUnavailableError, TxResult
 from relayminer.chain.rejections import TxPhase
 from relayminer.errors import RelayMinerError
 from relayminer.lifecycle.config import PassReport
-from relayminer.lifecycle.context import Built, SupplierContext, accepted
+from relayminer.lifecycle.context import Built, SupplierContext, accepted, failed_writes
 from relayminer.lifecycle.integrity import TreeCheck, TreeVerdict, check_tree
 from relayminer.proto.poktroll_pb2 import MsgCreateClaim
 from relayminer.protocol.proof_requirement import claimed_upokt
@@ -45,45 +45,69 @@ class ClaimPhase:
         self.ctx = ctx
 
     async def run(self, group: list[SessionSnapshot], height: int, report: PassReport) -> None:
+        """Claim ``group`` (one end height). Its Redis work is batched: a fixed number of round
+        trips whatever its size (``docs/lifecycle.md``, "Capacity of one replica"); one
+        session's error is its own and never fails the others."""
         ctx = self.ctx
-        if group and not await self._stream_caught_up(group[0].session_end_height, height):
+        if not group or not await self._stream_caught_up(group[0].session_end_height, height):
             return
+        by_id = {s.session_id: s for s in group}
+        active = [s.session_id for s in group if s.state is SessionState.ACTIVE]
+        for sid in failed_writes(await ctx.coordinator.on_sessions_claiming(active), report):
+            del by_id[sid]
+        roots = await ctx.trees.seal_many(list(by_id))
+        fresh = await ctx.store.get_many([sid for sid, r in roots.items() if isinstance(r, bytes)])
         built: list[Built] = []
-        for s in group:
-            sid = s.session_id
-            if s.state is SessionState.ACTIVE:
-                await ctx.coordinator.on_session_claiming(sid)
-            outcome = await self._build(s, height)
+        skipped: list[str] = []
+        for sid, s in by_id.items():
+            root = roots[sid]
+            if isinstance(root, RelayMinerError):
+                report.errors.append(f"{sid}: {root}")
+                continue
+            outcome = await self._build(s, root, fresh.get(sid), height)
             if isinstance(outcome, Built):
                 built.append(outcome)
             elif isinstance(outcome, _Skip):
-                await ctx.coordinator.on_claim_skipped(sid)
-                report.skipped.append(sid)
+                skipped.append(sid)
                 log.info(
                     "claim skipped",
                     extra={"supplier": ctx.supplier, "session_id": sid, "reason": outcome.reason},
                 )
             elif isinstance(outcome, _Damaged):
                 await self._refuse(sid, outcome.check, report)
-        if not built:
-            return
+        if skipped:
+            ended = await ctx.coordinator.on_sessions_ended(skipped, SessionState.CLAIM_SKIPPED)
+            report.skipped.extend(sid for sid, err in ended.items() if err is None)
+            failed_writes(ended, report)
+        if built:
+            await self._submit(built, height, report)
+
+    async def _submit(self, built: list[Built], height: int, report: PassReport) -> None:
+        ctx = self.ctx
         windows = await ctx.windows(built[0].snapshot.session_end_height, height)
         sent = await ctx.send_in_window(TxPhase.CLAIM, built, windows, height)
         if sent is None:
             return
         results, sent_at = sent
+        claimed: list[tuple[Built, TxResult]] = []
         for b in built:
-            sid = b.snapshot.session_id
-            result = results[sid]
+            result = results[b.snapshot.session_id]
             if accepted(result):
                 assert isinstance(result, TxResult)
-                await ctx.coordinator.on_session_claimed(sid, b.root, result.tx_hash)
-                await ctx.remember(TxPhase.CLAIM, b, sent_at, result.tx_hash)
-                metrics.CLAIMS_SUBMITTED.labels(supplier=ctx.supplier).inc()
-                ctx.record_delay(TxPhase.CLAIM, sent_at - windows.claim_open, report)
-                report.claimed.append(sid)
-                continue
-            await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)
+                claimed.append((b, result))
+            else:
+                await ctx.not_accepted(TxPhase.CLAIM, b, result, height, report)
+        if not claimed:
+            return
+        written = await ctx.coordinator.on_sessions_claimed(
+            [(b.snapshot.session_id, b.root, r.tx_hash) for b, r in claimed]
+        )
+        failed_writes(written, report)
+        await ctx.remember_many(TxPhase.CLAIM, [(b, r.tx_hash) for b, r in claimed], sent_at)
+        for b, _result in claimed:
+            metrics.CLAIMS_SUBMITTED.labels(supplier=ctx.supplier).inc()
+            ctx.record_delay(TxPhase.CLAIM, sent_at - windows.claim_open, report)
+            report.claimed.append(b.snapshot.session_id)
 
     async def _stream_caught_up(self, end_height: int, height: int) -> bool:
         """False to defer the group: relays published before its grace period ended are still
@@ -123,12 +147,13 @@ class ClaimPhase:
         await ctx.mark(sid, SessionState.CLAIM_TX_ERROR)
         report.failed[sid] = SessionState.CLAIM_TX_ERROR
 
-    async def _build(self, s: SessionSnapshot, height: int) -> Built | _Skip | _Damaged | None:
-        """The claim of ``s``, or why it is skipped or refused, or None to retry later."""
+    async def _build(
+        self, s: SessionSnapshot, root: bytes, fresh: SessionSnapshot | None, height: int
+    ) -> Built | _Skip | _Damaged | None:
+        """The claim of ``s`` sealed at ``root`` (``fresh``: its counters read after the seal),
+        or why it is skipped or refused, or None to retry later."""
         ctx = self.ctx
         sid = s.session_id
-        root = await ctx.trees.seal(sid)
-        fresh = await ctx.store.get(sid)  # the counters as they are now, after the seal
         # Sample proofs find nodes lost from a Redis-resident (Go layout) tree. A journal tree
         # was just built in memory from every stored leaf, so its completeness holds by
         # construction and the samples would only re-prove our own trie, at ~5 ms a session.

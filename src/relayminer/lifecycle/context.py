@@ -28,7 +28,7 @@ from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.sessions.store import RedisSessionStore
 from relayminer.smst.session_trees import SessionTrees
 
-__all__ = ["Built", "SupplierContext", "accepted"]
+__all__ = ["Built", "SupplierContext", "accepted", "failed_writes"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ def accepted(result: TxResult | Exception) -> bool:
     return isinstance(result, TxResult) and (
         result.ok or result.reason is Rejection.ALREADY_IN_MEMPOOL
     )
+
+
+def failed_writes(outcomes: Mapping[str, RelayMinerError | None], report: PassReport) -> list[str]:
+    """The sessions of a group write that failed, each recorded in the pass report."""
+    failed = [sid for sid, err in outcomes.items() if err is not None]
+    for sid in failed:
+        report.errors.append(f"{sid}: {outcomes[sid]}")
+    return failed
 
 
 @dataclass
@@ -167,11 +175,23 @@ class SupplierContext:
 
     async def remember(self, phase: TxPhase, b: Built, height: int, tx_hash: str) -> None:
         """Keep the message for the inclusion reconciler."""
-        s = b.snapshot
-        entry = RebroadcastEntry(
-            s.session_id, b.msg.SerializeToString(), height, tx_hash, tx_hash, s.service_id
-        )
-        await self.rebroadcasts.put(phase.value, s.session_end_height, entry)
+        await self.remember_many(phase, [(b, tx_hash)], height)
+
+    async def remember_many(
+        self, phase: TxPhase, sent: Sequence[tuple[Built, str]], height: int
+    ) -> None:
+        """Keep the messages of a group, ``(built, tx hash)``, for the inclusion reconciler:
+        one round trip per session end height."""
+        by_end: dict[int, list[RebroadcastEntry]] = defaultdict(list)
+        for b, tx_hash in sent:
+            s = b.snapshot
+            by_end[s.session_end_height].append(
+                RebroadcastEntry(
+                    s.session_id, b.msg.SerializeToString(), height, tx_hash, tx_hash, s.service_id
+                )
+            )
+        for end_height, entries in by_end.items():
+            await self.rebroadcasts.put_many(phase.value, end_height, entries)
 
     async def mark(self, sid: str, state: SessionState) -> None:
         """Record a terminal failure through the coordinator (its guarded markers)."""

@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from relayminer import metrics
 from relayminer.chain.base import Block, Chain, ChainUnavailableError
@@ -91,6 +92,7 @@ _SUCCESS_CLEANUP = (
     SessionState.PROBABILISTIC_PROVED,
     SessionState.CLAIM_SKIPPED,
 )
+_TX_ERRORS = (SessionState.CLAIM_TX_ERROR, SessionState.PROOF_TX_ERROR)
 
 
 class LifecycleManager:
@@ -170,6 +172,8 @@ class LifecycleManager:
         #: since (module docstring, "Quiet blocks")
         self._ids_read_at = 0
         self._ids_stale = True
+        #: sessions that ended in the current pass, whose keys :meth:`_drop_ended` drops
+        self._ended: list[tuple[str, SessionState]] = []
 
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -312,6 +316,7 @@ class LifecycleManager:
         return previous_end > 0 and height == claim_window_open_height(params, previous_end)
 
     async def _finish(self, report: PassReport) -> None:
+        await self._drop_ended()
         self._last_height = max(self._last_height, report.height)
         if report.errors:
             log.warning(
@@ -396,15 +401,30 @@ class LifecycleManager:
 
     # --- cleanup ------------------------------------------------------------------------------
     async def _cleanup(self, session_id: str, state: SessionState) -> None:
-        """Terminal callback. The tree goes once nothing can use it any more; the
-        ``*_tx_error`` states keep it until its TTL, because the reconciler's resend may still
-        land and heal them. The dedup set goes on the clean paths only (failure paths keep it
-        until its TTL, for forensics)."""
+        """Terminal callback: the session's keys are dropped at the end of the pass, with every
+        other session that ended in it (:meth:`_drop_ended`: one round trip per kind)."""
         self.context.forget(session_id)
-        if state not in (SessionState.CLAIM_TX_ERROR, SessionState.PROOF_TX_ERROR):
-            await self.trees.delete(session_id)
-        if state in _SUCCESS_CLEANUP:
-            await self.dedup.cleanup_session(session_id)
+        self._ended.append((session_id, state))
+
+    async def _drop_ended(self) -> None:
+        """Drop the keys of the sessions that ended in this pass. A tree goes once nothing can
+        use it any more; the ``*_tx_error`` states keep it until its TTL, because the
+        reconciler's resend may still land and heal them. The dedup set goes on the clean paths
+        only (failure paths keep it until its TTL, for forensics). A failure is logged: the keys
+        then expire with their TTL."""
+        ended, self._ended = self._ended, []
+        trees = [sid for sid, st in ended if st not in _TX_ERRORS]
+        dedup = [sid for sid, st in ended if st in _SUCCESS_CLEANUP]
+        try:
+            if trees:
+                await self.trees.delete_many(trees)
+            if dedup:
+                await self.dedup.cleanup_sessions(dedup)
+        except (RelayMinerError, RedisError, OSError) as err:
+            log.warning(
+                "failed to drop the keys of ended sessions (they expire with their TTL)",
+                extra={"supplier": self.supplier, "sessions": len(ended), "error": repr(err)},
+            )
 
 
 def _previous_session_end(params: SharedParams, height: int) -> int:

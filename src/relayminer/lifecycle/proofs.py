@@ -16,7 +16,8 @@ from relayminer.chain.base import ChainUnavailableError, TxResult
 from relayminer.chain.rejections import TxPhase
 from relayminer.errors import RelayMinerError
 from relayminer.lifecycle.config import PassReport
-from relayminer.lifecycle.context import Built, SupplierContext, accepted
+from relayminer.lifecycle.context import Built, SupplierContext, accepted, failed_writes
+from relayminer.lifecycle.rules import Windows
 from relayminer.proto.poktroll_pb2 import MsgSubmitProof, SessionHeader
 from relayminer.protocol.proof_requirement import (
     ProofRequirementReason,
@@ -41,44 +42,65 @@ class ProofPhase:
     async def run(
         self, group: list[SessionSnapshot], end_height: int, height: int, report: PassReport
     ) -> None:
+        """Prove ``group`` (one end height). Its Redis work is batched: a fixed number of round
+        trips whatever its size (``docs/lifecycle.md``, "Capacity of one replica"); one
+        session's error is its own and never fails the others."""
         ctx = self.ctx
         windows = await ctx.windows(end_height, height)
         seed_hash = await ctx.chain.block_hash(windows.proof_seed_height)
-        built: list[Built] = []
+        owed: dict[str, tuple[SessionSnapshot, SessionHeader, bytes]] = {}
+        not_owed: list[str] = []
         for s in group:
-            sid = s.session_id
-            outcome = await self._build(s, seed_hash)
-            if isinstance(outcome, Built):
-                # ``proving``: a proof is on its way (a session that needs none goes from
-                # ``claimed`` to its end in one write; the rules treat both states alike)
-                if s.state is SessionState.CLAIMED:
-                    await ctx.coordinator.on_session_proving(sid)
-                built.append(outcome)
+            outcome = await self._owed(s, seed_hash)
+            if isinstance(outcome, tuple):
+                owed[s.session_id] = (s, *outcome)
             elif outcome is SessionState.PROBABILISTIC_PROVED:
-                await ctx.coordinator.on_probabilistic_proved(sid)
-                report.proved.append(sid)
-            elif outcome in (SessionState.CLAIM_MISSING, SessionState.PROOF_TX_ERROR):
-                await ctx.mark(sid, outcome)
-                report.failed[sid] = outcome
-        if not built:
-            return
+                not_owed.append(s.session_id)
+            elif outcome is not None:
+                await self._end(s.session_id, outcome, report)
+        if not_owed:
+            ended = await ctx.coordinator.on_sessions_ended(
+                not_owed, SessionState.PROBABILISTIC_PROVED
+            )
+            report.proved.extend(sid for sid, err in ended.items() if err is None)
+            failed_writes(ended, report)
+        built = await self._build(owed, seed_hash, report)
+        # ``proving``: a proof is on its way (a session that needs none goes from ``claimed``
+        # to its end in one write; the rules treat both states alike)
+        claimed = [b.snapshot.session_id for b in built if b.snapshot.state is SessionState.CLAIMED]
+        failed = set(failed_writes(await ctx.coordinator.on_sessions_proving(claimed), report))
+        built = [b for b in built if b.snapshot.session_id not in failed]
+        if built:
+            await self._submit(built, windows, height, report)
+
+    async def _submit(
+        self, built: list[Built], windows: Windows, height: int, report: PassReport
+    ) -> None:
+        ctx = self.ctx
         sent = await ctx.send_in_window(TxPhase.PROOF, built, windows, height)
         if sent is None:
             return
         results, sent_at = sent
+        proved: list[tuple[Built, str]] = []
         for b in built:
-            sid = b.snapshot.session_id
-            result = results[sid]
+            result = results[b.snapshot.session_id]
             if accepted(result):
                 assert isinstance(result, TxResult)
-                await ctx.coordinator.on_proof_submitted(sid, result.tx_hash)
-                await ctx.remember(TxPhase.PROOF, b, sent_at, result.tx_hash)
-                await ctx.coordinator.on_session_proved(sid)
-                metrics.PROOFS_SUBMITTED.labels(supplier=ctx.supplier).inc()
-                ctx.record_delay(TxPhase.PROOF, sent_at - windows.proof_open, report)
-                report.proved.append(sid)
-                continue
-            await ctx.not_accepted(TxPhase.PROOF, b, result, height, report)
+                proved.append((b, result.tx_hash))
+            else:
+                await ctx.not_accepted(TxPhase.PROOF, b, result, height, report)
+        if not proved:
+            return
+        await ctx.remember_many(TxPhase.PROOF, proved, sent_at)
+        await ctx.coordinator.on_sessions_proved([(b.snapshot.session_id, tx) for b, tx in proved])
+        for b, _tx in proved:
+            metrics.PROOFS_SUBMITTED.labels(supplier=ctx.supplier).inc()
+            ctx.record_delay(TxPhase.PROOF, sent_at - windows.proof_open, report)
+            report.proved.append(b.snapshot.session_id)
+
+    async def _end(self, sid: str, state: SessionState, report: PassReport) -> None:
+        await self.ctx.mark(sid, state)
+        report.failed[sid] = state
 
     async def _claim_on_chain(self, sid: str) -> bool:
         """The GetClaim guard; fails open (True) when the chain cannot be asked."""
@@ -121,8 +143,10 @@ class ProofPhase:
             return True
         return reason is not ProofRequirementReason.NOT_REQUIRED
 
-    async def _build(self, s: SessionSnapshot, seed_hash: bytes) -> Built | SessionState | None:
-        """The proof of ``s``, or the terminal state it ends in, or None to retry later."""
+    async def _owed(
+        self, s: SessionSnapshot, seed_hash: bytes
+    ) -> tuple[SessionHeader, bytes] | SessionState:
+        """The header and claimed root of a proof ``s`` owes, or the state it ends in."""
         ctx = self.ctx
         sid = s.session_id
         if not await self._claim_on_chain(sid):
@@ -134,17 +158,38 @@ class ProofPhase:
         header = await ctx.header(s)
         if not await self._required(s, header, root, seed_hash):
             return SessionState.PROBABILISTIC_PROVED
-        try:
-            sealed_root, proof = await ctx.trees.prove_closest(sid, proof_path(seed_hash, sid))
-        except JournalTreeMismatchError as err:  # leaves lost since the seal: cannot heal
-            log.error("journal no longer matches the sealed root", extra={"error": str(err)})
-            return SessionState.PROOF_TX_ERROR
-        if sealed_root != root:
-            log.error("sealed tree does not match the claimed root", extra={"session_id": sid})
-            return SessionState.PROOF_TX_ERROR
-        msg = MsgSubmitProof(
-            supplier_operator_address=ctx.supplier,
-            session_header=header,
-            proof=proof.compact().to_bytes(),
-        )
-        return Built(s, msg, root)
+        return header, root
+
+    async def _build(
+        self,
+        owed: dict[str, tuple[SessionSnapshot, SessionHeader, bytes]],
+        seed_hash: bytes,
+        report: PassReport,
+    ) -> list[Built]:
+        """The proofs of the ``owed`` sessions, from their sealed trees (one round trip for
+        the group). A tree that no longer matches its claimed root ends the session
+        ``proof_tx_error`` (it cannot heal); any other error is retried at the next pass."""
+        ctx = self.ctx
+        proofs = await ctx.trees.prove_group({sid: proof_path(seed_hash, sid) for sid in owed})
+        built: list[Built] = []
+        for sid, (s, header, root) in owed.items():
+            proven = proofs[sid]
+            if isinstance(proven, JournalTreeMismatchError):  # leaves lost since the seal
+                log.error("journal no longer matches the sealed root", extra={"error": str(proven)})
+                await self._end(sid, SessionState.PROOF_TX_ERROR, report)
+                continue
+            if isinstance(proven, RelayMinerError):
+                report.errors.append(f"{sid}: {proven}")
+                continue
+            sealed_root, proof = proven
+            if sealed_root != root:
+                log.error("sealed tree does not match the claimed root", extra={"session_id": sid})
+                await self._end(sid, SessionState.PROOF_TX_ERROR, report)
+                continue
+            msg = MsgSubmitProof(
+                supplier_operator_address=ctx.supplier,
+                session_header=header,
+                proof=proof.compact().to_bytes(),
+            )
+            built.append(Built(s, msg, root))
+        return built

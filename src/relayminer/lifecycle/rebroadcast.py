@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from redis.exceptions import ResponseError
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.sessions import scripts
 
 CLAIM = "claim"
@@ -128,13 +130,32 @@ class RebroadcastStore:
         return f"{self.supplier}:{end_height}"
 
     async def put(self, phase: str, end_height: int, entry: RebroadcastEntry) -> None:
+        await self.put_many(phase, end_height, [entry])
+
+    async def put_many(
+        self, phase: str, end_height: int, entries: Sequence[RebroadcastEntry]
+    ) -> None:
+        """Keep the entries of one group, in one round trip (each write fenced)."""
+        if not entries:
+            return
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         index = self.keys.rebroadcast_index_key(phase, self.supplier)
-        await self._write(
-            self._put,
-            [key, index],
-            [self.ttl, entry.session_id, entry.to_json(), self._member(end_height)],
-        )
+        fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
+        token = self.fence.token if self.fence else ""
+        calls = [
+            ScriptCall(
+                self._put,
+                [fence_key, key, index],
+                [token, self.ttl, e.session_id, e.to_json(), self._member(end_height)],
+            )
+            for e in entries
+        ]
+        replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                if "FENCED" in str(reply):
+                    raise LeaseLostError(f"lease of {self.supplier} lost: rebroadcast write")
+                raise reply
         known = self._known.get(phase)
         if known is not None:
             known.add(end_height)

@@ -8,7 +8,9 @@ It wraps a :class:`~relayminer.sessions.store.SessionStore` (``docs/exactly-once
   fires the *created* callback; a late relay for a terminal session is skipped (not an error);
 - every metric of that step moves here (sessions created, dedup marks, hits and misses);
 - terminal transitions fire the *terminal* callback; three markers are guarded so they never
-  overwrite a better outcome (a claim or proof another replica already made).
+  overwrite a better outcome (a claim or proof another replica already made);
+- the lifecycle moves a whole claim or proof group at once (``on_sessions_*``): one round trip
+  on a Redis store, each session with its own outcome (the per-session markers on any other).
 
 Callbacks may be plain functions or coroutine functions. A failing callback is logged, never
 propagated: the transition it reports has already happened in Redis.
@@ -45,7 +47,7 @@ from relayminer.sessions.model import (
     require_id,
     require_session_id,
 )
-from relayminer.sessions.store import RedisSessionStore, SessionStore
+from relayminer.sessions.store import RedisSessionStore, SessionStore, StateWrite
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +306,116 @@ class SessionCoordinator:
         snapshot = await self._require(session_id)
         snapshot.proof_tx_hash = proof_tx_hash
         await self.store.save(snapshot)
+
+    # --- a group at once ---------------------------------------------------------------------
+    async def _write_group(
+        self,
+        writes: Sequence[StateWrite],
+        one: Callable[[StateWrite], Awaitable[None]],
+    ) -> dict[str, RelayMinerError | None]:
+        """``writes`` in one round trip on a Redis store; each through ``one`` on any other."""
+        self._check_open()
+        if isinstance(self.store, RedisSessionStore):
+            return await self.store.write_states(writes)
+        out: dict[str, RelayMinerError | None] = {}
+        for w in writes:
+            try:
+                await one(w)
+                out[w.session_id] = None
+            except RelayMinerError as err:
+                out[w.session_id] = err
+        return out
+
+    async def on_sessions_claiming(
+        self, session_ids: Sequence[str]
+    ) -> dict[str, RelayMinerError | None]:
+        """:meth:`on_session_claiming` of a group: per session None, or its error."""
+        claiming = SessionState.CLAIMING
+        writes = [StateWrite(require_id("session_id", s), claiming) for s in session_ids]
+        return await self._write_group(writes, lambda w: self.on_session_claiming(w.session_id))
+
+    async def on_sessions_proving(
+        self, session_ids: Sequence[str]
+    ) -> dict[str, RelayMinerError | None]:
+        """:meth:`on_session_proving` of a group: per session None, or its error."""
+        proving = SessionState.PROVING
+        writes = [StateWrite(require_id("session_id", s), proving) for s in session_ids]
+        return await self._write_group(writes, lambda w: self.on_session_proving(w.session_id))
+
+    async def on_sessions_claimed(
+        self, claims: Sequence[tuple[str, bytes, str]]
+    ) -> dict[str, RelayMinerError | None]:
+        """:meth:`on_session_claimed` of a group of ``(session id, root, claim tx hash)``: per
+        session None, or its error."""
+        writes: list[StateWrite] = []
+        by_id: dict[str, tuple[bytes, str]] = {}
+        for session_id, root, tx_hash in claims:
+            if not isinstance(root, bytes) or not isinstance(tx_hash, str):
+                raise TypeError("a claim is (session id: str, root: bytes, tx hash: str)")
+            sid = require_session_id(session_id)
+            fields: tuple[tuple[str, bytes | str], ...] = (("claimed_root_hash", root),)
+            if tx_hash:
+                fields += (("claim_tx_hash", tx_hash),)
+            writes.append(StateWrite(sid, SessionState.CLAIMED, fields))
+            by_id[sid] = (root, tx_hash)
+        return await self._write_group(
+            writes, lambda w: self.on_session_claimed(w.session_id, *by_id[w.session_id])
+        )
+
+    async def on_sessions_proved(self, proofs: Sequence[tuple[str, str]]) -> None:
+        """Record a group of accepted proofs, ``(session id, proof tx hash)``: the tx hash and
+        state ``proved`` in one write each, all in one round trip. Like
+        :meth:`on_session_proved`, a store error is logged, not raised, and the terminal
+        callback runs for every session: the proofs are on their way whatever Redis says."""
+        callback = self._on_terminal
+        writes = []
+        tx_hashes: dict[str, str] = {}
+        for session_id, tx_hash in proofs:
+            if not isinstance(tx_hash, str):
+                raise TypeError("proof_tx_hash must be a str")
+            sid = require_session_id(session_id)
+            fields: tuple[tuple[str, bytes | str], ...] = (
+                (("proof_tx_hash", tx_hash),) if tx_hash else ()
+            )
+            writes.append(StateWrite(sid, SessionState.PROVED, fields))
+            tx_hashes[sid] = tx_hash
+
+        async def one(w: StateWrite) -> None:
+            await self.on_proof_submitted(w.session_id, tx_hashes[w.session_id])
+            await self.store.update_state(w.session_id, SessionState.PROVED)
+
+        outcomes: dict[str, RelayMinerError | None]
+        try:
+            outcomes = await self._write_group(writes, one)
+        except (StoreError, OSError) as group_err:
+            outcomes = {w.session_id: StoreError(str(group_err)) for w in writes}
+        for w in writes:
+            failure = outcomes[w.session_id]
+            if failure is not None:
+                log.warning(
+                    "failed to record proved state",
+                    extra={"session_id": w.session_id, "error": str(failure)},
+                )
+            if callback is not None:
+                await _call(callback, w.session_id, SessionState.PROVED)
+
+    async def on_sessions_ended(
+        self, session_ids: Sequence[str], state: SessionState
+    ) -> dict[str, RelayMinerError | None]:
+        """End a group in ``probabilistic_proved`` or ``claim_skipped`` (the unguarded terminal
+        markers) in one round trip; the terminal callback runs for each session written."""
+        if state not in (SessionState.PROBABILISTIC_PROVED, SessionState.CLAIM_SKIPPED):
+            raise ValueError(f"{state.value} is not ended for a whole group")
+        callback = self._on_terminal
+        writes = [StateWrite(require_id("session_id", s), state) for s in session_ids]
+        outcomes = await self._write_group(
+            writes, lambda w: self.store.update_state(w.session_id, state)
+        )
+        if callback is not None:
+            for sid, err in outcomes.items():
+                if err is None:
+                    await _call(callback, sid, state)
+        return outcomes
 
     # --- terminal transitions -----------------------------------------------------------------
     async def _terminal(self, session_id: str, state: SessionState) -> None:

@@ -140,12 +140,17 @@ class RedisDeduplicator:
         metrics.DEDUP_MARKED.inc(len(members))
 
     async def cleanup_session(self, session_id: str) -> None:
-        key = self.key(session_id)
+        await self.cleanup_sessions([session_id])
+
+    async def cleanup_sessions(self, session_ids: Sequence[str]) -> None:
+        """Drop the dedup sets of many sessions in one command."""
+        if not session_ids:
+            return
         try:
-            await self._redis.delete(key)
+            await self._redis.delete(*(self.key(sid) for sid in session_ids))
         except (RedisError, OSError) as err:
             metrics.DEDUP_ERRORS.labels(operation="redis_cleanup").inc()
-            raise StoreError(f"failed to cleanup session {session_id}: {err}") from err
+            raise StoreError(f"failed to cleanup sessions {list(session_ids)}: {err}") from err
 
     async def start(self) -> None:
         if self._closed:

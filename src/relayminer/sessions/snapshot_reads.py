@@ -81,6 +81,11 @@ class RedisSessionReader:
         reply = await self._run("get session snapshot", self._read, [self.session_key(sid)], [])
         return self._decode(sid, reply)
 
+    async def get_many(self, session_ids: Sequence[str]) -> dict[str, SessionSnapshot]:
+        """The snapshots of ``session_ids`` that exist (and decode), by id, in one round trip."""
+        ids = [require_session_id(sid) for sid in session_ids]
+        return {snap.session_id: snap for snap in await self._get_many(ids)}
+
     def _decode(self, sid: str, reply: Sequence[Any]) -> SessionSnapshot | None:
         key = self.session_key(sid)
         kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

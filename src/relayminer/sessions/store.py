@@ -26,7 +26,9 @@ every write refreshes the TTL of the keys it touches. Differences from the Go st
   (:func:`relayminer.sessions.model.require_session_id`);
 - with a :class:`~relayminer.runtime.leases.Fence`, every write checks the lease token inside
   its own script and raises :class:`LeaseLostError` (nothing written) once the lease moved;
-- relays are counted by the one accounting script (:mod:`relayminer.sessions.accounting`).
+- relays are counted by the one accounting script (:mod:`relayminer.sessions.accounting`);
+- the lifecycle writes the states of a whole claim or proof group in one round trip
+  (:meth:`RedisSessionStore.write_states`), each session with its own outcome.
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ from redis.exceptions import RedisError
 from relayminer import metrics
 from relayminer.errors import (
     ClosedError,
+    LeaseLostError,
+    RelayMinerError,
     SessionNotFoundError,
     SessionTerminalError,
     StoreError,
 )
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.sessions import scripts
 from relayminer.sessions.accounting import (
     STATUS_MISSING,
@@ -110,6 +115,15 @@ class SessionStore(Protocol):
 
 def _session_id(session_id: object) -> str:
     return require_session_id(session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One session's new state, with fields written in the same step (name, value pairs)."""
+
+    session_id: str
+    state: SessionState
+    fields: tuple[tuple[str, bytes | str], ...] = ()
 
 
 def _flatten(fields: dict[str, bytes]) -> list[bytes | str]:
@@ -251,6 +265,68 @@ class RedisSessionStore(RedisSessionReader):
             if attempt == 1:
                 await self._migrate(sid)
         raise StoreError(f"failed to record claim: legacy key {sid} still present")
+
+    async def write_states(self, writes: Sequence[StateWrite]) -> dict[str, RelayMinerError | None]:
+        """Write the states (and fields) of many sessions in one round trip: what a claim or
+        proof group of the lifecycle writes (:mod:`relayminer.runtime.script_batch`). Each
+        write is the same fenced script as :meth:`update_state`.
+
+        Returns, per session id, None when written, else its own error
+        (:class:`SessionNotFoundError`, :class:`StoreError`). A legacy JSON snapshot is
+        migrated and then written alone. Raises :class:`LeaseLostError` when the lease moved
+        (nothing of this replica's is written any more) and :class:`StoreError` when Redis could
+        not be reached (no outcome is known).
+        """
+        self._check_open()
+        fence_key, token = self._fence_args()
+        now = format_rfc3339nano(utc_now())
+        prefix = self._state_index_prefix()
+        calls: list[ScriptCall] = []
+        for w in writes:
+            sid, state = _session_id(w.session_id), coerce_state(w.state)
+            keys = [fence_key, self.session_key(sid), self.state_index_key(state)]
+            fields = [part for pair in w.fields for part in pair]
+            calls.append(
+                ScriptCall(
+                    self._update_state,
+                    keys,
+                    [token, state.value, now, self._ttl, prefix, sid, *fields],
+                )
+            )
+        try:
+            replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to write session states: {err}") from err
+        out: dict[str, RelayMinerError | None] = {}
+        for w, call, reply in zip(writes, calls, replies, strict=True):
+            out[w.session_id] = await self._state_written(w.session_id, call, reply)
+        return out
+
+    async def _state_written(
+        self, sid: str, call: ScriptCall, reply: Any
+    ) -> RelayMinerError | None:
+        """The outcome of one :meth:`write_states` call (a legacy snapshot: migrate, retry)."""
+        if isinstance(reply, Exception):
+            if "FENCED" in str(reply):
+                raise LeaseLostError(f"lease of {self.supplier} lost: failed to write states")
+            return StoreError(f"failed to write the state of {sid}: {reply}")
+        code = int(reply[0])
+        if code == 2:  # a legacy JSON snapshot: rewrite it as a hash, then write alone
+            try:
+                await self._migrate(sid)
+                code, _old = await self._write_script(
+                    "write session state", call.script, list(call.keys[1:]), call.args[1:]
+                )
+            except LeaseLostError:
+                raise
+            except RelayMinerError as err:
+                return err
+        if code == 0:
+            metrics.SNAPSHOTS_SAVED.labels(supplier=self.supplier).inc()
+            return None
+        if code == 1:
+            return SessionNotFoundError(sid)
+        return StoreError(f"failed to write the state of {sid}: legacy key still present")
 
     async def update_settlement_metadata(self, session_id: str, outcome: str, height: int) -> None:
         sid = _session_id(session_id)

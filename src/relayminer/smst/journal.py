@@ -41,6 +41,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from relayminer.keys import KeyBuilder, Namespace
+from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.smst.bulk import bulk_build
 from relayminer.smst.gob import encode_uint
 from relayminer.smst.nodes import DIGEST_SIZE, PATH_SIZE, SMSTError, digest_count, digest_sum
@@ -61,8 +62,10 @@ __all__ = [
     "journal_keys",
     "pack_leaf_records",
     "read_leaves",
+    "read_leaves_many",
     "scan_leaves",
     "seal_session_tree",
+    "seal_session_trees",
 ]
 
 Leaf = tuple[bytes, bytes, int]  # (relay hash, relay bytes, weight): an SMST (key, value, weight)
@@ -338,6 +341,41 @@ async def read_leaves(redis: Redis, key: str, count: int = SCAN_COUNT) -> list[L
     raw: dict[bytes, bytes] = {}
     async for batch in scan_leaves(redis, key, count):
         raw.update(batch)
+    return decode_leaves(key, raw)
+
+
+async def read_leaves_many(
+    redis: Redis, keys: Sequence[str], count: int = SCAN_COUNT
+) -> list[list[Leaf] | JournalCorruptError]:
+    """:func:`read_leaves` of many journals: the first ``HSCAN`` page of every journal in one
+    round trip (a claim group's journals usually fit in it), then the rest of any longer one
+    alone. Per key its leaves, or the :class:`JournalCorruptError` of its bad entry."""
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hscan(key, 0, count=count)
+        replies = await pipe.execute()
+    out: list[list[Leaf] | JournalCorruptError] = []
+    for key, reply in zip(keys, replies, strict=True):
+        cursor, raw = reply[0], dict(cast("dict[bytes, bytes]", reply[1]))
+        while cursor != 0:  # a long journal: the rest of its pages (same HSCAN contract)
+            cursor, more = await redis.hscan(key, cursor, count=count)
+            raw.update(cast("dict[bytes, bytes]", more))
+        try:
+            out.append(decode_leaves(key, raw))
+        except JournalCorruptError as err:
+            out.append(err)
+    return out
+
+
+def decode_leaves(key: str, raw: dict[bytes, bytes]) -> list[Leaf]:
+    """The leaves of the journal ``key`` from its raw ``(field, value)`` entries; raises
+    :class:`JournalCorruptError` on an entry that is not a leaf.
+
+    >>> decode_leaves("k", {bytes(32): encode_leaf_value(7, b"relay")})[0][1:]
+    (b'relay', 7)
+    """
     leaves: list[Leaf] = []
     append = leaves.append
     for field, value in raw.items():
@@ -430,3 +468,57 @@ async def seal_session_tree(
         f"session {session_id}: the leaf journal kept growing while sealing "
         f"({max_attempts} attempts); is a worker still writing to a session past its end?"
     )
+
+
+async def seal_session_trees(
+    redis: Redis,
+    supplier: str,
+    session_ids: Sequence[str],
+    *,
+    ttl_seconds: int,
+    namespace: Namespace | None = None,
+) -> dict[str, SealResult | SMSTError]:
+    """:func:`seal_session_tree` of a claim group in two round trips whatever its size: every
+    journal read at once (:func:`read_leaves_many`), every seal sent at once
+    (:mod:`relayminer.runtime.script_batch`). A session whose journal grew between the read and
+    its seal is sealed again alone. Per session id its :class:`SealResult`, or its own error (a
+    corrupt journal, a refused seal); a transport error fails the group."""
+    tagged = KeyBuilder.for_client(redis).hash_tagged
+    keys = [_client_journal_keys(redis, supplier, sid, namespace) for sid in session_ids]
+    read = await read_leaves_many(redis, [k.leaves for k in keys])
+    script = redis.register_script(JOURNAL_SEAL)
+    out: dict[str, SealResult | SMSTError] = {}
+    built: list[tuple[str, SparseMerkleSumTrie]] = []
+    calls: list[ScriptCall] = []
+    for sid, k, leaves in zip(session_ids, keys, read, strict=True):
+        if isinstance(leaves, JournalCorruptError):
+            out[sid] = leaves
+            continue
+        trie = bulk_build(leaves)
+        root = trie.root()
+        stats = f"{digest_count(root)}:{digest_sum(root)}"
+        built.append((sid, trie))
+        calls.append(
+            ScriptCall(
+                script, [k.root, k.leaves, k.stats], [root, trie.count(), ttl_seconds, stats]
+            )
+        )
+    replies = await run_script_calls(redis, calls, one_by_one=tagged)
+    for (sid, trie), reply in zip(built, replies, strict=True):
+        if isinstance(reply, Exception):
+            out[sid] = SMSTError(f"session {sid}: seal refused: {reply}")
+            continue
+        code, value = int(reply[0]), reply[1]
+        if code == 1:
+            out[sid] = SealResult(trie.root(), trie, True)
+        elif code == 2:
+            assert isinstance(value, bytes) and len(value) == DIGEST_SIZE
+            out[sid] = SealResult(value, trie if value == trie.root() else None, False)
+        else:  # the journal grew since it was read: seal it alone (rebuild, retry)
+            try:
+                out[sid] = await seal_session_tree(
+                    redis, supplier, sid, ttl_seconds=ttl_seconds, namespace=namespace
+                )
+            except SMSTError as err:
+                out[sid] = err
+    return out

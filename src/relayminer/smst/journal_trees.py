@@ -6,7 +6,8 @@
 phases do not care which layout stores the tree.
 
 - ``seal`` builds the tree from the journal and seals it (:func:`seal_session_tree`); the built
-  tree is kept in memory for the proof.
+  tree is kept in memory for the proof. ``seal_many``, ``prove_group`` and ``delete_many`` do
+  the same for a whole claim or proof group in a fixed number of round trips.
 - The cache is bounded by the number of leaves it holds (least recently used out first): a
   tree that fell out of it, or a tree sealed by another replica before a failover, is rebuilt
   deterministically from the journal, and its root is checked against the sealed ``:root``
@@ -21,16 +22,17 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relayminer.errors import LeaseLostError
+from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.sessions import scripts
-from relayminer.smst.journal import build_session_tree, seal_session_tree
+from relayminer.smst.journal import build_session_tree, seal_session_tree, seal_session_trees
 from relayminer.smst.nodes import DIGEST_SIZE, SMSTError
 from relayminer.smst.proof import ClosestProof
 from relayminer.smst.redis_store import SMSTNotSealedError
@@ -100,19 +102,40 @@ class JournalTrees:
             self._cached_leaves -= old.count()
 
     # --- claim and proof --------------------------------------------------------------------
-    async def seal(self, sid: str) -> bytes:
-        """Seal the session's journal for its claim; the 48-byte claimed root. Sealing twice
-        returns the first root; an empty or unknown session seals as the empty root."""
+    async def _check_lease(self, what: str) -> None:
         if self.fence is not None:
             current = await self._redis.get(self.fence.key)
             if current != self.fence.token.encode():
-                raise LeaseLostError(f"lease of {self.supplier} lost: not sealing {sid}")
+                raise LeaseLostError(f"lease of {self.supplier} lost: not {what}")
+
+    async def seal(self, sid: str) -> bytes:
+        """Seal the session's journal for its claim; the 48-byte claimed root. Sealing twice
+        returns the first root; an empty or unknown session seals as the empty root."""
+        await self._check_lease(f"sealing {sid}")
         result = await seal_session_tree(
             self._redis, self.supplier, sid, ttl_seconds=self.ttl, namespace=self.keys.ns
         )
         if result.trie is not None:
             self._keep(sid, result.trie)
         return result.root
+
+    async def seal_many(self, sids: Sequence[str]) -> dict[str, bytes | RelayMinerError]:
+        """:meth:`seal` of a claim group: one lease check, then every journal read and sealed
+        in two round trips (:func:`seal_session_trees`). Per session its root, or its own
+        error."""
+        await self._check_lease(f"sealing {len(sids)} sessions")
+        results = await seal_session_trees(
+            self._redis, self.supplier, sids, ttl_seconds=self.ttl, namespace=self.keys.ns
+        )
+        out: dict[str, bytes | RelayMinerError] = {}
+        for sid, result in results.items():
+            if isinstance(result, RelayMinerError):
+                out[sid] = result
+                continue
+            if result.trie is not None:
+                self._keep(sid, result.trie)
+            out[sid] = result.root
+        return out
 
     async def sealed_root(self, sid: str) -> bytes | None:
         key = self.keys.smst_root_key(self.supplier, sid)
@@ -122,7 +145,10 @@ class JournalTrees:
     async def sealed_tree(self, sid: str) -> tuple[bytes, SparseMerkleSumTrie]:
         """The sealed root and its tree: the cached one, or rebuilt from the journal and
         checked against the sealed root (:class:`JournalTreeMismatchError` when it differs)."""
-        root = await self.sealed_root(sid)
+        return await self._tree_of(sid, await self.sealed_root(sid))
+
+    async def _tree_of(self, sid: str, root: bytes | None) -> tuple[bytes, SparseMerkleSumTrie]:
+        """The tree of ``sid`` whose sealed root is ``root`` (read by the caller)."""
         if root is None:
             raise SMSTNotSealedError(f"session {sid} has no sealed root")
         trie = self._trees.get(sid)
@@ -154,10 +180,30 @@ class JournalTrees:
         root, trie = await self.sealed_tree(sid)
         return root, [trie.prove_closest(p) for p in paths]
 
-    async def delete(self, sid: str) -> None:
-        """Drop the session's journal and sealed root (after it settled or failed for good);
-        fenced."""
-        self.forget(sid)
+    async def prove_group(
+        self, paths: Mapping[str, bytes]
+    ) -> dict[str, tuple[bytes, ClosestProof] | RelayMinerError]:
+        """:meth:`prove_closest` of a proof group (session id -> path): every sealed root read
+        in one round trip, each tree from the cache or rebuilt alone. Per session its
+        ``(sealed root, proof)``, or its own error."""
+        sids = list(paths)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.get(self.keys.smst_root_key(self.supplier, sid))
+            roots = await pipe.execute()
+        out: dict[str, tuple[bytes, ClosestProof] | RelayMinerError] = {}
+        for sid, raw in zip(sids, roots, strict=True):
+            root = raw if isinstance(raw, bytes) and len(raw) == DIGEST_SIZE else None
+            try:
+                root, trie = await self._tree_of(sid, root)
+                out[sid] = (root, trie.prove_closest(paths[sid]))
+            except LeaseLostError:
+                raise
+            except RelayMinerError as err:
+                out[sid] = err
+        return out
+
+    def _delete_call(self, sid: str) -> ScriptCall:
         fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
         token = self.fence.token if self.fence else ""
         keys = [
@@ -165,9 +211,22 @@ class JournalTrees:
             self.keys.smst_root_key(self.supplier, sid),
             self.keys.smst_stats_key(self.supplier, sid),
         ]
-        try:
-            await self._fenced_delete(keys=[fence_key, *keys], args=[token])
-        except ResponseError as err:
-            if "FENCED" in str(err):
-                raise LeaseLostError(str(err)) from err
-            raise
+        return ScriptCall(self._fenced_delete, [fence_key, *keys], [token])
+
+    async def delete(self, sid: str) -> None:
+        """Drop the session's journal and sealed root (after it settled or failed for good);
+        fenced."""
+        await self.delete_many([sid])
+
+    async def delete_many(self, sids: Sequence[str]) -> None:
+        """:meth:`delete` of many sessions in one round trip (fenced, each)."""
+        for sid in sids:
+            self.forget(sid)
+        replies = await run_script_calls(
+            self._redis, [self._delete_call(sid) for sid in sids], one_by_one=self.keys.hash_tagged
+        )
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                if "FENCED" in str(reply):
+                    raise LeaseLostError(str(reply)) from reply
+                raise reply

@@ -37,17 +37,18 @@ import binascii
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relayminer.errors import LeaseLostError
+from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
 from relayminer.sessions import scripts as scripts
 from relayminer.smst.nodes import DIGEST_SIZE, PLACEHOLDER, SMSTError, digest_count, digest_sum
+from relayminer.smst.proof import ClosestProof
 from relayminer.smst.redis_reader import PrefetchStore, RedisSMSTReader, SMSTNotSealedError
 from relayminer.smst.trie import SMSTNodeMissingError, SparseMerkleSumTrie
 
@@ -396,6 +397,38 @@ class RedisSMSTStore(RedisSMSTReader):
             _raise_fenced(err)
             raise
         return root
+
+    # --- a group at once (the Go layout's tree operations are per session) -----------------
+    async def seal_many(self, sids: Sequence[str]) -> dict[str, bytes | RelayMinerError]:
+        """:meth:`seal` of each session of a claim group: per session its root, or its error."""
+        out: dict[str, bytes | RelayMinerError] = {}
+        for sid in sids:
+            try:
+                out[sid] = await self.seal(sid)
+            except LeaseLostError:
+                raise
+            except RelayMinerError as err:
+                out[sid] = err
+        return out
+
+    async def prove_group(
+        self, paths: Mapping[str, bytes]
+    ) -> dict[str, tuple[bytes, ClosestProof] | RelayMinerError]:
+        """:meth:`prove_closest` of each session of a proof group (session id -> path)."""
+        out: dict[str, tuple[bytes, ClosestProof] | RelayMinerError] = {}
+        for sid, path in paths.items():
+            try:
+                out[sid] = await self.prove_closest(sid, path)
+            except LeaseLostError:
+                raise
+            except RelayMinerError as err:
+                out[sid] = err
+        return out
+
+    async def delete_many(self, sids: Sequence[str]) -> None:
+        """:meth:`delete` of each session."""
+        for sid in sids:
+            await self.delete(sid)
 
     async def delete(self, sid: str) -> None:
         """Drop every SMST key of the session (after it settled or failed for good); fenced."""

@@ -3,11 +3,12 @@ a layout (``smst.layout``; :mod:`relayminer.smst.layout`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
 
+from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
 from relayminer.smst.journal_trees import JournalTrees
@@ -36,6 +37,15 @@ class SessionTrees(Protocol):
     ) -> tuple[bytes, list[ClosestProof]]: ...
 
     async def delete(self, sid: str) -> None: ...
+
+    # A claim or proof group at once (the journal layout: a fixed number of round trips).
+    async def seal_many(self, sids: Sequence[str]) -> dict[str, bytes | RelayMinerError]: ...
+
+    async def prove_group(
+        self, paths: Mapping[str, bytes]
+    ) -> dict[str, tuple[bytes, ClosestProof] | RelayMinerError]: ...
+
+    async def delete_many(self, sids: Sequence[str]) -> None: ...
 
     def forget(self, sid: str) -> None: ...
 
