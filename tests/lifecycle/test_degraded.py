@@ -41,7 +41,7 @@ async def test_unreachable_reads_during_the_claim_fail_open(backend: RedisBacken
         assert await world.chain.get_claim(SUP1, sid) is not None
         # H=10: the claim check and the requirement's inputs fail: prove anyway.
         await world.run_to(9)
-        flaky.unavailable = {"get_claim": 1, "proof_params": 1}
+        flaky.unavailable = {"claims": 1, "proof_params": 1}
         await world.run_to(15)
         snap = await world.session(SUP1, sid)
         assert snap.state is SessionState.PROVED and snap.settlement_outcome == "settled_proven"

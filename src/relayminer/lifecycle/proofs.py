@@ -50,8 +50,9 @@ class ProofPhase:
         seed_hash = await ctx.chain.block_hash(windows.proof_seed_height)
         owed: dict[str, tuple[SessionSnapshot, SessionHeader, bytes]] = {}
         not_owed: list[str] = []
+        on_chain = await self._claims_on_chain()
         for s in group:
-            outcome = await self._owed(s, seed_hash)
+            outcome = await self._owed(s, seed_hash, on_chain)
             if isinstance(outcome, tuple):
                 owed[s.session_id] = (s, *outcome)
             elif outcome is SessionState.PROBABILISTIC_PROVED:
@@ -102,14 +103,17 @@ class ProofPhase:
         await self.ctx.mark(sid, state)
         report.failed[sid] = state
 
-    async def _claim_on_chain(self, sid: str) -> bool:
-        """The GetClaim guard; fails open (True) when the chain cannot be asked."""
+    async def _claims_on_chain(self) -> set[str] | None:
+        """The GetClaim guard, for the whole group in one query: the session ids the chain holds
+        a claim of for this supplier. None (prove everything) when the check is off or the chain
+        cannot be asked (fail open)."""
         if not self.ctx.config.pre_proof_claim_check:
-            return True
+            return None
         try:
-            return await self.ctx.chain.get_claim(self.ctx.supplier, sid) is not None
+            claims = await self.ctx.chain.claims(self.ctx.supplier)
         except ChainUnavailableError:
-            return True
+            return None
+        return {c.session_header.session_id for c in claims}
 
     async def _required(
         self, s: SessionSnapshot, header: SessionHeader, root: bytes, seed_hash: bytes
@@ -144,12 +148,13 @@ class ProofPhase:
         return reason is not ProofRequirementReason.NOT_REQUIRED
 
     async def _owed(
-        self, s: SessionSnapshot, seed_hash: bytes
+        self, s: SessionSnapshot, seed_hash: bytes, on_chain: set[str] | None
     ) -> tuple[SessionHeader, bytes] | SessionState:
-        """The header and claimed root of a proof ``s`` owes, or the state it ends in."""
+        """The header and claimed root of a proof ``s`` owes, or the state it ends in
+        (``on_chain``: :meth:`_claims_on_chain`)."""
         ctx = self.ctx
         sid = s.session_id
-        if not await self._claim_on_chain(sid):
+        if on_chain is not None and sid not in on_chain:
             return SessionState.CLAIM_MISSING
         root = s.claimed_root_hash or await ctx.trees.sealed_root(sid)
         if root is None:
