@@ -249,12 +249,13 @@ async def test_the_coordinators_group_transitions(backend: RedisBackend, redis_s
         await coordinator.on_sessions_claimed([("d", "not-bytes", "TX")])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         await coordinator.on_sessions_proved([("d", b"not-str")])  # type: ignore[list-item]
+    await coordinator.on_sessions_ended(["d"], SessionState.CLAIM_WINDOW_CLOSED)
     got = {sid: await inner.get(sid) for sid in ("a", "b", "c", "d")}
     assert {sid: s.state for sid, s in got.items() if s} == {
         "a": SessionState.PROVED,
         "b": SessionState.PROBABILISTIC_PROVED,
         "c": SessionState.CLAIM_SKIPPED,
-        "d": SessionState.CLAIMING,
+        "d": SessionState.CLAIM_WINDOW_CLOSED,
     }
     a = got["a"]
     assert a is not None and (a.claimed_root_hash, a.claim_tx_hash) == (root, "TXA")
@@ -266,6 +267,7 @@ async def test_the_coordinators_group_transitions(backend: RedisBackend, redis_s
         ("gone", SessionState.PROVED),
         ("c", SessionState.CLAIM_SKIPPED),
         ("b", SessionState.PROBABILISTIC_PROVED),
+        ("d", SessionState.CLAIM_WINDOW_CLOSED),
     ]
 
 

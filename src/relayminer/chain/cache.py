@@ -12,7 +12,8 @@ reads once per replica:
 - immutable reads (a block hash, params or a service *at a height*, a session, the events of a
   committed block, the result of a tx already in a block) are kept in bounded LRU maps;
 - live reads (params at ``None``, the proof params) are kept until a newer block is seen;
-- concurrent identical reads share one request (the suppliers of one block ask at once);
+- concurrent identical reads share one request (the suppliers of one block ask at once), the
+  newest block included;
 - everything per supplier (claims, broadcasts, waiting for blocks) passes through.
 """
 
@@ -97,6 +98,8 @@ class SharedChainReads:
         self._live_height = 0
         self._latest: Block | None = None
         self._waits: dict[tuple[int, float | None], asyncio.Future[Block]] = {}
+        #: the ``latest_block`` request in flight, shared by every caller meanwhile
+        self._latest_call: asyncio.Future[Block] | None = None
 
     def _seen(self, block: Block) -> Block:
         """A newer block makes the live answers stale."""
@@ -108,7 +111,18 @@ class SharedChainReads:
 
     # --- blocks -----------------------------------------------------------------------------
     async def latest_block(self) -> Block:
-        return self._seen(await self.inner.latest_block())
+        """The newest block, asked now (never cached: it is what a broadcast is measured from);
+        the suppliers asking while a request is in flight share it."""
+        call = self._latest_call
+        if call is None:
+            call = self._latest_call = asyncio.ensure_future(self.inner.latest_block())
+            call.add_done_callback(self._latest_done)
+        return self._seen(await asyncio.shield(call))
+
+    def _latest_done(self, future: asyncio.Future[Block]) -> None:
+        self._latest_call = None
+        if not future.cancelled():
+            future.exception()  # retrieved even when every caller has gone (stop)
 
     async def wait_for_block(self, min_height: int, timeout: float | None = None) -> Block:  # noqa: ASYNC109 - the Chain protocol's signature
         """The newest block seen when it is high enough; otherwise one shared wait per

@@ -41,7 +41,6 @@ empty trees are finalised as ``claim_skipped`` (Q6). Every transition goes throu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -56,7 +55,7 @@ from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.backlog import StreamBacklog
 from relayminer.lifecycle.claims import ClaimPhase
 from relayminer.lifecycle.config import LifecycleConfig, PassReport
-from relayminer.lifecycle.context import SupplierContext
+from relayminer.lifecycle.context import SupplierContext, failed_writes
 from relayminer.lifecycle.proofs import ProofPhase
 from relayminer.lifecycle.rebroadcast import RebroadcastStore
 from relayminer.lifecycle.reconciler import InclusionReconciler
@@ -229,9 +228,13 @@ class LifecycleManager:
         quiet = await self._quiet_pass(height)
         if quiet is not None:
             return quiet
-        held = self._priority.lifecycle_pass() if self._priority else contextlib.nullcontext()
-        async with held:
+        if self._priority is None:
             return await self.pass_at(height)
+        async with self._priority.lifecycle_pass():
+            # A pass that queued for its slot runs at the newest height: rules decided at a
+            # stale one would build claims whose window has passed meanwhile (CPU lost to
+            # sessions that cannot make it, on a saturated replica).
+            return await self.pass_at(await self.context.height_now(height))
 
     async def pass_at(self, height: int) -> PassReport:
         """Run every rule at ``height`` (the newest committed block)."""
@@ -244,9 +247,12 @@ class LifecycleManager:
         sessions = await self.store.get_by_states(_LIVE_STATES, ids)
         claims: dict[int, list[SessionSnapshot]] = defaultdict(list)
         proofs: dict[int, list[SessionSnapshot]] = defaultdict(list)
+        closed: dict[SessionState, list[str]] = defaultdict(list)
         acted = False
         for s in sessions:
-            acted |= await self._decide(s, height, claims, proofs, report)
+            acted |= await self._decide(s, height, claims, proofs, closed, report)
+        for state, sids in closed.items():  # windows that passed: one round trip per state
+            await self._guarded(report, self._close(sids, state, report))
         # Proofs first: a proof missed is a slash, a claim missed is a lost reward.
         for end_height, group in sorted(proofs.items()):
             for batch in self._batches(group, self.config.batch_proofs):
@@ -349,10 +355,11 @@ class LifecycleManager:
         height: int,
         claims: dict[int, list[SessionSnapshot]],
         proofs: dict[int, list[SessionSnapshot]],
+        closed: dict[SessionState, list[str]],
         report: PassReport,
     ) -> bool:
-        """File ``s`` into a claim or proof group, or apply its state-only transition; whether
-        it had anything due."""
+        """File ``s`` into a claim, proof or window-closed group, or apply its state-only
+        transition; whether it had anything due."""
         try:
             action = await self._action(s, height)
         except ChainUnavailableError as err:
@@ -367,14 +374,20 @@ class LifecycleManager:
                 await self.coordinator.on_session_proved(s.session_id)
                 report.proved.append(s.session_id)
             elif action in (Action.CLAIM_WINDOW_CLOSED, Action.PROOF_WINDOW_CLOSED):
-                closed = SessionState(action.value)
-                await self.context.mark(s.session_id, closed)
-                report.failed[s.session_id] = closed
+                closed[SessionState(action.value)].append(s.session_id)
         except LeaseLostError:
             raise
         except RelayMinerError as err:
             report.errors.append(f"{s.session_id}: {err}")
         return action is not Action.NONE
+
+    async def _close(self, sids: list[str], state: SessionState, report: PassReport) -> None:
+        """End the sessions whose ``state`` window passed (one round trip)."""
+        outcomes = await self.coordinator.on_sessions_ended(sids, state)
+        for sid in sids:
+            if outcomes[sid] is None:
+                report.failed[sid] = state
+        failed_writes(outcomes, report)
 
     @staticmethod
     def _batches(group: list[SessionSnapshot], batched: bool) -> list[list[SessionSnapshot]]:

@@ -51,6 +51,14 @@ from relayminer.sessions.store import RedisSessionStore, SessionStore, StateWrit
 
 log = logging.getLogger(__name__)
 
+#: the terminal states a whole group may be moved to at once (no guard read needed)
+_GROUP_ENDS = (
+    SessionState.PROBABILISTIC_PROVED,
+    SessionState.CLAIM_SKIPPED,
+    SessionState.CLAIM_WINDOW_CLOSED,
+    SessionState.PROOF_WINDOW_CLOSED,
+)
+
 CreatedCallback = Callable[[SessionSnapshot], Awaitable[Any] | Any]
 TerminalCallback = Callable[[str, SessionState], Awaitable[Any] | Any]
 
@@ -402,9 +410,10 @@ class SessionCoordinator:
     async def on_sessions_ended(
         self, session_ids: Sequence[str], state: SessionState
     ) -> dict[str, RelayMinerError | None]:
-        """End a group in ``probabilistic_proved`` or ``claim_skipped`` (the unguarded terminal
-        markers) in one round trip; the terminal callback runs for each session written."""
-        if state not in (SessionState.PROBABILISTIC_PROVED, SessionState.CLAIM_SKIPPED):
+        """End a group in ``probabilistic_proved``, ``claim_skipped`` or a ``*_window_closed``
+        state (the unguarded terminal markers) in one round trip; the terminal callback runs for
+        each session written."""
+        if state not in _GROUP_ENDS:
             raise ValueError(f"{state.value} is not ended for a whole group")
         callback = self._on_terminal
         writes = [StateWrite(require_id("session_id", s), state) for s in session_ids]
