@@ -53,7 +53,7 @@ class LifecycleConfig(BaseModel):
     claim_waits_for_stream: bool = False
     #: a quiet block (nothing due) re-reads the live session ids at least this often, for
     #: sessions written by another process (``relayminer.lifecycle.manager``, "Quiet blocks")
-    quiet_recheck_blocks: int = Field(4, ge=1)
+    quiet_recheck_blocks: int = Field(10, ge=1)
     #: how long one wait for the next block may take before the loop checks ``stop`` again
     block_wait_timeout_seconds: float = Field(5.0, gt=0)
 

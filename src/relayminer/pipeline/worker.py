@@ -88,8 +88,10 @@ MAX_BATCH_SIZE = 5000
 #: keys, gate and counters) is shared by more relays (``bench/bench_worker.py``, 1,000
 #: concurrent sessions); the configured ``batch_size`` again once batches are not thin
 THIN_RELAYS_PER_SESSION = 4
-#: longest wait on the shared stream watcher before an idle worker reads on its own anyway
-WAKEUP_FALLBACK_SECONDS = 5.0
+#: longest wait on the shared stream watcher before an idle worker reads on its own anyway (it
+#: only bounds a missed wake-up; every idle worker's read costs a round trip: at 1,000 suppliers,
+#: 5 s cost a tenth of a core, docs/lifecycle.md "Capacity of one replica")
+WAKEUP_FALLBACK_SECONDS = 15.0
 
 
 @dataclass
@@ -108,8 +110,10 @@ class WorkerConfig:
     #: Entries older than this are trimmed from the stream (their sessions have expired).
     trim_max_age_ms: int | None = None
     trim_interval_s: float = 600.0
-    #: how often the stream lag and pending gauges are refreshed
-    gauges_interval_s: float = 5.0
+    #: how often the stream lag and pending gauges are refreshed (and the epoch checked): three
+    #: round trips per supplier, so 15 s (a usual scrape interval) rather than less at 1,000
+    #: suppliers (docs/lifecycle.md "Capacity of one replica")
+    gauges_interval_s: float = 15.0
     fence: Fence | None = None
     #: where session trees live: ``journal`` (the accounting step writes each relay as a leaf
     #: and the worker holds no trees) or ``go`` (the worker commits Go-layout trees and the
