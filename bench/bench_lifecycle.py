@@ -6,7 +6,8 @@ Runs:
 
 - ``scale`` (``bench/lifecycle_scale.py``): the issue's scale target: one replica owning 1,000
   suppliers, each with 10 sessions of 200 relays, on 1 s blocks. The 2,000,000 relays are mined
-  before the chain starts, so the run measures the lifecycle alone;
+  before the chain starts, so the run measures the lifecycle alone; ``scale300`` and
+  ``scale100``: the same with 300 and 100 suppliers (what one process does keep in its windows);
 - ``demo1000``: ``relayminer demo --suppliers 1000 --sessions 2 --relays-per-second 1000``:
   mining and lifecycle of 1,000 suppliers together, relays arriving while sessions fall due;
 - ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
@@ -48,7 +49,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "lifecycle.json"
 
 #: the preloaded scale runs (``bench/lifecycle_scale.py``): suppliers, sessions per supplier,
 #: relays per session, block time
-SCALE: dict[str, tuple[int, int, int, float]] = {"scale": (1000, 10, 200, 1.0)}
+SCALE: dict[str, tuple[int, int, int, float]] = {
+    "scale": (1000, 10, 200, 1.0),
+    "scale300": (300, 10, 200, 1.0),
+    "scale100": (100, 10, 200, 1.0),
+}
 QUICK_SCALE: dict[str, tuple[int, int, int, float]] = {"scale": (100, 10, 50, 1.0)}
 
 RUNS: dict[str, DemoOptions] = {

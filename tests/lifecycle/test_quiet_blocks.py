@@ -8,11 +8,14 @@ at 6..8), proof window 10..14; session 2 = blocks 5..8, claim window 10..14.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager
 from relayminer.sessions.model import SessionSnapshot, SessionState
+from relayminer.smst import journal
+from relayminer.smst.nodes import digest_count
 from tests.conftest import RedisBackend
 from tests.lifecycle.support import SUP1, SUP2, World
 
@@ -113,5 +116,56 @@ async def test_a_session_written_by_another_process_is_claimed(
         assert snapshot.relay_count == 4
         claimed_at = next(r.height for r in world.reports if r.claimed == [sid])
         assert claimed_at == (8 if late else 6)  # the recheck (2 blocks) / the window opening
+    finally:
+        await world.close()
+
+
+async def test_trees_are_built_ahead_in_the_block_before_the_claim_window(
+    backend: RedisBackend,
+) -> None:
+    """Block 5 (session 1's grace period over, its claim window not open) builds its tree; the
+    claim at block 6 seals it without reading the journal again."""
+    world = await one_supplier(backend)
+    try:
+        trees = world.managers[SUP1].trees
+        sid = await world.relays(SUP1, 3, height=1)
+        await world.run_to(4)
+        assert sid not in trees.cached_sessions  # session still open (its last block)
+        await world.step()  # block 5: quiet, the grace period is over
+        assert world.reports[-1].quiet and trees.cached_sessions == [sid]
+        read: list[str] = []
+        journal_reads = journal.read_leaves_many
+
+        async def counted(redis: Any, keys: Sequence[str], *args: Any) -> Any:
+            read.extend(keys)
+            return await journal_reads(redis, keys, *args)
+
+        journal.read_leaves_many = counted  # type: ignore[assignment]
+        try:
+            await world.step()  # block 6: claimed from the tree built ahead
+        finally:
+            journal.read_leaves_many = journal_reads  # type: ignore[assignment]
+        assert world.reports[-1].claimed == [sid] and read == []
+        snap = await world.session(SUP1, sid)
+        assert snap.claimed_root_hash is not None and digest_count(snap.claimed_root_hash) == 3
+    finally:
+        await world.close()
+
+
+async def test_a_relay_landing_after_the_tree_was_built_ahead_is_claimed(
+    backend: RedisBackend,
+) -> None:
+    world = await one_supplier(backend)
+    try:
+        trees = world.managers[SUP1].trees
+        sid = await world.relays(SUP1, 3, height=1)
+        await world.run_to(5)
+        assert trees.cached_sessions == [sid]
+        await world.relays(SUP1, 2, height=1)  # late, mined before the claim
+        await world.step()  # block 6
+        assert world.reports[-1].claimed == [sid]
+        snap = await world.session(SUP1, sid)
+        assert snap.claimed_root_hash is not None and digest_count(snap.claimed_root_hash) == 5
+        assert snap.relay_count == 5
     finally:
         await world.close()

@@ -22,7 +22,7 @@ from relayminer.smst.journal import (
 )
 from relayminer.smst.journal_trees import JournalTreeMismatchError, JournalTrees
 from relayminer.smst.proof import ClosestProof, verify_closest_proof
-from relayminer.smst.redis_store import SMSTNotSealedError
+from relayminer.smst.redis_store import RedisSMSTStore, SMSTNotSealedError
 from tests.conftest import RedisBackend
 from tests.smst_journal.support import SUPPLIER, TTL, oracle_root, relay_leaves
 
@@ -152,3 +152,42 @@ async def test_group_seal_and_delete_are_fenced(backend: RedisBackend) -> None:
         await trees.delete_many(["s0"])
     assert await r.get(journal_keys(SUPPLIER, "s1").root) is None
     assert await r.exists(journal_keys(SUPPLIER, "s0").leaves) == 1
+
+
+async def test_trees_built_ahead_are_sealed_as_the_journal_stands(backend: RedisBackend) -> None:
+    """``prebuild_many`` keeps the trees; ``seal_many`` seals them without a read, unless the
+    journal grew meanwhile (then it is read and sealed with the late leaf). A corrupt journal
+    is not built ahead; its claim reports it."""
+    r = backend.client
+    sessions = await _sessions(backend, 3, 57)
+    await r.hset(journal_keys(SUPPLIER, "s2").leaves, b"short-field", b"\x05relay")
+    trees = JournalTrees(r, SUPPLIER, ttl_seconds=TTL)
+    assert await trees.prebuild_many(["s0", "s1", "s2"]) == 2
+    assert await trees.prebuild_many(["s0", "s1"]) == 0  # already built
+    assert trees.cached_sessions == ["s0", "s1"]
+    late = relay_leaves(random.Random(8), 1)
+    await insert_leaves(r, SUPPLIER, "s1", late, ttl_seconds=TTL)
+    roots = await trees.seal_many(["s0", "s1", "s2"])
+    assert roots["s0"] == oracle_root(sessions["s0"])
+    assert roots["s1"] == oracle_root(sessions["s1"] + late)
+    assert isinstance(roots["s2"], JournalCorruptError)
+
+
+async def test_the_go_layout_builds_nothing_ahead_and_its_group_ops_are_per_session(
+    backend: RedisBackend,
+) -> None:
+    r = backend.client
+    rng = random.Random(58)
+    store = RedisSMSTStore(r, SUPPLIER, ttl_seconds=TTL)
+    leaves = {sid: relay_leaves(rng, 6) for sid in ("g0", "g1")}
+    for sid, ls in leaves.items():
+        await store.apply(sid, ls)
+    assert await store.prebuild_many(list(leaves)) == 0
+    roots = await store.seal_many(list(leaves))
+    assert roots == {sid: oracle_root(ls) for sid, ls in leaves.items()}
+    proven = await store.prove_group({"g0": bytes(32), "nope": bytes(32)})
+    got = proven["g0"]
+    assert isinstance(got, tuple) and verify_closest_proof(got[1], roots["g0"])
+    assert isinstance(proven["nope"], SMSTNotSealedError)
+    await store.delete_many(list(leaves))
+    assert await r.keys(f"ha:smst:{SUPPLIER}:g*") == []

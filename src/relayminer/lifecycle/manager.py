@@ -293,9 +293,26 @@ class LifecycleManager:
         except ChainUnavailableError:
             return None  # the full pass records it
         report = PassReport(height, quiet=True)
+        await self._guarded(report, self._prebuild(sessions, height))
         await self._guarded(report, self.settlement.run(height))
         await self._finish(report)
         return report
+
+    async def _prebuild(self, sessions: list[SessionSnapshot], height: int) -> None:
+        """In a quiet block, build the trees of sessions whose grace period is over and whose
+        claim window is not open yet (``docs/lifecycle.md``, "Trees built ahead"): the claim
+        then only seals them. A relay that still lands makes the seal rebuild that tree."""
+        ahead: list[str] = []
+        for s in sessions:
+            end = s.session_end_height
+            if s.state is not SessionState.ACTIVE or end >= height:
+                continue
+            params = await self.context.shared_params(end)
+            windows = await self.context.windows(end, height)
+            if end + params.grace_period_end_offset_blocks <= height < windows.claim_open:
+                ahead.append(s.session_id)
+        if ahead:
+            await self.trees.prebuild_many(ahead)
 
     async def _mark_stream(self, height: int) -> None:
         """At the first pass after a session period's grace period, remember the stream's

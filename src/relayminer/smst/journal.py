@@ -34,7 +34,7 @@ depends only on the set), so sealing needs no lease.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -477,24 +477,39 @@ async def seal_session_trees(
     *,
     ttl_seconds: int,
     namespace: Namespace | None = None,
+    prebuilt: Mapping[str, SparseMerkleSumTrie] | None = None,
 ) -> dict[str, SealResult | SMSTError]:
     """:func:`seal_session_tree` of a claim group in two round trips whatever its size: every
     journal read at once (:func:`read_leaves_many`), every seal sent at once
     (:mod:`relayminer.runtime.script_batch`). A session whose journal grew between the read and
     its seal is sealed again alone. Per session id its :class:`SealResult`, or its own error (a
-    corrupt journal, a refused seal); a transport error fails the group."""
+    corrupt journal, a refused seal); a transport error fails the group.
+
+    ``prebuilt``: trees already built from these journals (before the claim window opened);
+    they are sealed without reading their journal again. The seal's leaf count check makes that
+    safe: a journal that grew since is read and sealed again alone.
+    """
     tagged = KeyBuilder.for_client(redis).hash_tagged
-    keys = [_client_journal_keys(redis, supplier, sid, namespace) for sid in session_ids]
-    read = await read_leaves_many(redis, [k.leaves for k in keys])
+    prebuilt = prebuilt or {}
+    keys = {sid: _client_journal_keys(redis, supplier, sid, namespace) for sid in session_ids}
+    to_read = [sid for sid in session_ids if sid not in prebuilt]
+    leaf_reads = await read_leaves_many(redis, [keys[sid].leaves for sid in to_read])
+    read = dict(zip(to_read, leaf_reads, strict=True))
     script = redis.register_script(JOURNAL_SEAL)
     out: dict[str, SealResult | SMSTError] = {}
     built: list[tuple[str, SparseMerkleSumTrie]] = []
     calls: list[ScriptCall] = []
-    for sid, k, leaves in zip(session_ids, keys, read, strict=True):
-        if isinstance(leaves, JournalCorruptError):
-            out[sid] = leaves
+    for sid in session_ids:
+        k = keys[sid]
+        trie_or_leaves = prebuilt[sid] if sid in prebuilt else read[sid]
+        if isinstance(trie_or_leaves, JournalCorruptError):
+            out[sid] = trie_or_leaves
             continue
-        trie = bulk_build(leaves)
+        trie = (
+            trie_or_leaves
+            if isinstance(trie_or_leaves, SparseMerkleSumTrie)
+            else bulk_build(trie_or_leaves)
+        )
         root = trie.root()
         stats = f"{digest_count(root)}:{digest_sum(root)}"
         built.append((sid, trie))

@@ -7,7 +7,8 @@ phases do not care which layout stores the tree.
 
 - ``seal`` builds the tree from the journal and seals it (:func:`seal_session_tree`); the built
   tree is kept in memory for the proof. ``seal_many``, ``prove_group`` and ``delete_many`` do
-  the same for a whole claim or proof group in a fixed number of round trips.
+  the same for a whole claim or proof group in a fixed number of round trips; ``prebuild_many``
+  builds the trees of sessions that are over before their claim window opens.
 - The cache is bounded by the number of leaves it holds (least recently used out first): a
   tree that fell out of it, or a tree sealed by another replica before a failover, is rebuilt
   deterministically from the journal, and its root is checked against the sealed ``:root``
@@ -20,6 +21,7 @@ lease first, like every lifecycle write), and a delete runs fenced like the Go l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -32,7 +34,14 @@ from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.sessions import scripts
-from relayminer.smst.journal import build_session_tree, seal_session_tree, seal_session_trees
+from relayminer.smst.bulk import bulk_build
+from relayminer.smst.journal import (
+    JournalCorruptError,
+    build_session_tree,
+    read_leaves_many,
+    seal_session_tree,
+    seal_session_trees,
+)
 from relayminer.smst.nodes import DIGEST_SIZE, SMSTError
 from relayminer.smst.proof import ClosestProof
 from relayminer.smst.redis_store import SMSTNotSealedError
@@ -125,7 +134,12 @@ class JournalTrees:
         error."""
         await self._check_lease(f"sealing {len(sids)} sessions")
         results = await seal_session_trees(
-            self._redis, self.supplier, sids, ttl_seconds=self.ttl, namespace=self.keys.ns
+            self._redis,
+            self.supplier,
+            sids,
+            ttl_seconds=self.ttl,
+            namespace=self.keys.ns,
+            prebuilt={sid: self._trees[sid] for sid in sids if sid in self._trees},
         )
         out: dict[str, bytes | RelayMinerError] = {}
         for sid, result in results.items():
@@ -136,6 +150,25 @@ class JournalTrees:
                 self._keep(sid, result.trie)
             out[sid] = result.root
         return out
+
+    async def prebuild_many(self, sids: Sequence[str]) -> int:
+        """Build the trees of sessions that are over but not claimable yet, ahead of their claim
+        (kept in the cache, then sealed by :meth:`seal_many` without reading their journal
+        again: a claim window then costs one round trip and no tree build). Lowest priority: it
+        yields to the event loop after each tree. The number built; a corrupt journal is left
+        for the claim to report."""
+        todo = [sid for sid in sids if sid not in self._trees]
+        if not todo:
+            return 0
+        keys = [self.keys.smst_leaves_key(self.supplier, sid) for sid in todo]
+        built = 0
+        for sid, leaves in zip(todo, await read_leaves_many(self._redis, keys), strict=True):
+            if isinstance(leaves, JournalCorruptError):
+                continue
+            self._keep(sid, bulk_build(leaves))
+            built += 1
+            await asyncio.sleep(0)
+        return built
 
     async def sealed_root(self, sid: str) -> bytes | None:
         key = self.keys.smst_root_key(self.supplier, sid)
