@@ -13,6 +13,7 @@ import pytest
 
 from relayminer.chain.base import Block, ChainEvent, Msg, TxResult
 from relayminer.chain.cache import SharedChainReads
+from relayminer.lifecycle.manager import LifecycleManager
 from relayminer.pipeline.wakeups import StreamWakeups
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.runtime.priority import LifecyclePriority
@@ -302,5 +303,67 @@ async def test_live_sessions_of_several_states_in_one_read(backend: RedisBackend
         assert sorted(s.session_id for s in live) == sorted([a, b])
         assert await store.get_by_states([SessionState.PROVED]) == []
         assert await store.get_by_states([]) == []
+    finally:
+        await world.close()
+
+
+async def test_trees_are_built_ahead_one_supplier_at_a_time_until_the_deadline() -> None:
+    """``building_ahead``: turns in the order asked; a turn not come by its deadline is
+    skipped (yields False) without cancelling the turn in progress."""
+    priority = LifecyclePriority()
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with priority.building_ahead(loop.time() + 60) as turn:
+            assert turn
+            order.append("first")
+            first_in.set()
+            await release.wait()
+
+    async def late() -> None:
+        async with priority.building_ahead(loop.time()) as turn:
+            order.append(f"late:{turn}")
+
+    async def queued() -> None:
+        async with priority.building_ahead(loop.time() + 60) as turn:
+            order.append(f"queued:{turn}")
+
+    task = asyncio.create_task(first())
+    await first_in.wait()
+    await late()  # its deadline passed while the first turn was held
+    waiting = asyncio.create_task(queued())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(task, waiting)
+    assert order == ["first", "late:False", "queued:True"]
+
+
+async def test_a_replica_builds_trees_ahead_within_a_share_of_a_block(
+    backend: RedisBackend,
+) -> None:
+    """With the lifecycle priority (as the Miner runs it), the quiet block before the claim
+    window builds the trees ahead, with a deadline (a share of the block time); a tree whose
+    deadline has passed is not built, and the claim builds it then."""
+    world = await World.create(backend.client, quiet_blocks=True)
+    try:
+        manager = LifecycleManager(backend.client, SUP1, world.chain, priority=LifecyclePriority())
+        world.managers = {SUP1: manager}
+        asked: list[tuple[list[str], float | None]] = []
+        prebuild = manager.trees.prebuild_many
+
+        async def recorded(sids: Sequence[str], *, deadline: float | None = None) -> int:
+            asked.append((list(sids), deadline))
+            return await prebuild(sids, deadline=0.0)  # always too late: nothing built
+
+        manager.trees.prebuild_many = recorded  # type: ignore[method-assign]
+        sid = await world.relays(SUP1, 3, height=1)
+        await world.run_to(5)
+        assert [sids for sids, _ in asked] == [[sid]]
+        assert asked[0][1] is not None and manager.trees.cached_sessions == []
+        await world.step()  # block 6: the claim builds the tree itself
+        assert world.reports[-1].claimed == [sid]
     finally:
         await world.close()

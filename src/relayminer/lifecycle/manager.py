@@ -92,6 +92,8 @@ _SUCCESS_CLEANUP = (
     SessionState.CLAIM_SKIPPED,
 )
 _TX_ERRORS = (SessionState.CLAIM_TX_ERROR, SessionState.PROOF_TX_ERROR)
+#: the share of a block that building trees ahead may take before it gives way
+_AHEAD_SHARE = 0.8
 
 
 class LifecycleManager:
@@ -173,6 +175,9 @@ class LifecycleManager:
         self._ids_stale = True
         #: sessions that ended in the current pass, whose keys :meth:`_drop_ended` drops
         self._ended: list[tuple[str, SessionState]] = []
+        #: the height and loop time of the last tick, and the seconds per block seen from them
+        self._tick_seen: tuple[int, float] | None = None
+        self._block_seconds = 1.0
 
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -224,6 +229,7 @@ class LifecycleManager:
         """The run loop's pass at ``height``: a quiet one when nothing can be due (module
         docstring, "Quiet blocks"), else :meth:`pass_at` with the lifecycle priority (relay
         workers wait between batches meanwhile)."""
+        self._observe_block_time(height)
         await self._mark_stream(height)
         quiet = await self._quiet_pass(height)
         if quiet is not None:
@@ -311,8 +317,25 @@ class LifecycleManager:
             windows = await self.context.windows(end, height)
             if end + params.grace_period_end_offset_blocks <= height < windows.claim_open:
                 ahead.append(s.session_id)
-        if ahead:
+        if not ahead:
+            return
+        if self._priority is None:
             await self.trees.prebuild_many(ahead)
+            return
+        # In turns with the other suppliers, and only until about the next block: its pass may
+        # have claims due, and the claim builds whatever is not built by then.
+        deadline = asyncio.get_running_loop().time() + _AHEAD_SHARE * self._block_seconds
+        async with self._priority.building_ahead(deadline) as turn:
+            if turn:
+                await self.trees.prebuild_many(ahead, deadline=deadline)
+
+    def _observe_block_time(self, height: int) -> None:
+        """Keep the seconds per block as this loop sees them (the budget of trees built ahead)."""
+        now = asyncio.get_running_loop().time()
+        if self._tick_seen is not None and height > self._tick_seen[0]:
+            seen_height, seen_at = self._tick_seen
+            self._block_seconds = (now - seen_at) / (height - seen_height)
+        self._tick_seen = (height, now)
 
     async def _mark_stream(self, height: int) -> None:
         """At the first pass after a session period's grace period, remember the stream's

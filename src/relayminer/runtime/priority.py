@@ -15,7 +15,10 @@ under it (the Go miner's mainnet PROOF_MISSING incident, and the soak of ``docs/
 - every relay worker calls :meth:`LifecyclePriority.mining_turn` before each batch: while any
   pass is running it waits until the passes are done, for at most ``max_pause_seconds`` (so a
   pass stuck on a slow chain call cannot stop mining; a worker that waited that long runs one
-  batch and asks again).
+  batch and asks again);
+- trees built ahead of their claim (:meth:`LifecyclePriority.building_ahead`) are built one
+  supplier at a time: suppliers finish theirs in turn, instead of all of them finishing late
+  (the claims that follow can use only finished trees).
 
 Nothing is lost while a worker waits: its entries stay in the stream, unread. A worker batch is
 bounded (``worker.batch_size``), so a pass starts at most one batch after its block.
@@ -58,6 +61,7 @@ class LifecyclePriority:
             raise ValueError(f"max_concurrent_passes must be >= 1, got {max_concurrent_passes}")
         self.max_pause_seconds = max_pause_seconds
         self._slots = asyncio.Semaphore(max_concurrent_passes)
+        self._ahead = asyncio.Lock()
         self._passes = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -79,6 +83,22 @@ class LifecyclePriority:
             self._passes -= 1
             if self._passes == 0:
                 self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def building_ahead(self, deadline: float) -> AsyncIterator[bool]:
+        """A turn to build trees ahead of their claim: one supplier at a time, in the order
+        asked. Yields whether the turn came before ``deadline`` (event loop time); only the
+        wait is cut short, never the work of a turn (no Redis call is cancelled)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._ahead.acquire()
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._ahead.release()
 
     async def mining_turn(self) -> float:
         """Wait until no lifecycle pass runs (at most ``max_pause_seconds``); the seconds

@@ -425,7 +425,7 @@ class RedisSMSTStore(RedisSMSTReader):
                 out[sid] = err
         return out
 
-    async def prebuild_many(self, sids: Sequence[str]) -> int:
+    async def prebuild_many(self, sids: Sequence[str], *, deadline: float | None = None) -> int:
         """Nothing to build ahead: a Go-layout tree is kept up to date by the relay worker."""
         return 0
 
