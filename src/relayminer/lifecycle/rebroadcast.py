@@ -35,7 +35,7 @@ from redis.exceptions import ResponseError
 from relayminer.errors import LeaseLostError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
-from relayminer.runtime.script_batch import ScriptCall, run_script_calls
+from relayminer.runtime.script_batch import ScriptCall, raise_failed, run_script_calls
 from relayminer.sessions import scripts
 
 CLAIM = "claim"
@@ -116,9 +116,13 @@ class RebroadcastStore:
         #: phase -> this supplier's group end heights, once read (see :meth:`groups`)
         self._known: dict[str, set[int]] = {}
 
+    def _fence_args(self) -> tuple[str, str]:
+        if self.fence is None:
+            return self.keys.miner_claim_key(self.supplier), ""
+        return self.fence.key, self.fence.token
+
     async def _write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
-        token = self.fence.token if self.fence else ""
+        fence_key, token = self._fence_args()
         try:
             return await script(keys=[fence_key, *keys], args=[token, *args])
         except ResponseError as err:
@@ -140,8 +144,7 @@ class RebroadcastStore:
             return
         key = self.keys.rebroadcast_key(phase, self.supplier, end_height)
         index = self.keys.rebroadcast_index_key(phase, self.supplier)
-        fence_key = self.fence.key if self.fence else self.keys.miner_claim_key(self.supplier)
-        token = self.fence.token if self.fence else ""
+        fence_key, token = self._fence_args()
         calls = [
             ScriptCall(
                 self._put,
@@ -151,11 +154,7 @@ class RebroadcastStore:
             for e in entries
         ]
         replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                if "FENCED" in str(reply):
-                    raise LeaseLostError(f"lease of {self.supplier} lost: rebroadcast write")
-                raise reply
+        raise_failed(replies, f"lease of {self.supplier} lost: rebroadcast write")
         known = self._known.get(phase)
         if known is not None:
             known.add(end_height)

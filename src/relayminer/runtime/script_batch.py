@@ -23,7 +23,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-__all__ = ["ScriptCall", "run_script_calls"]
+from relayminer.errors import LeaseLostError
+
+__all__ = ["ScriptCall", "raise_failed", "run_script_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +59,13 @@ async def run_script_calls(
         for call in calls:
             await call.script(keys=list(call.keys), args=list(call.args), client=pipe)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def raise_failed(replies: Sequence[Any], lease_lost: str) -> None:
+    """For writes that must all succeed: raise the first error among ``replies``, as
+    :class:`LeaseLostError` (message ``lease_lost``) when a fenced script refused it."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            if "FENCED" in str(reply):
+                raise LeaseLostError(lease_lost) from reply
+            raise reply

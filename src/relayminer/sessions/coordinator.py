@@ -334,21 +334,26 @@ class SessionCoordinator:
                 out[w.session_id] = err
         return out
 
+    async def _move_group(
+        self, session_ids: Sequence[str], state: SessionState
+    ) -> dict[str, RelayMinerError | None]:
+        """A state-only transition of a group (no callback): per session None, or its error."""
+        writes = [StateWrite(require_id("session_id", s), state) for s in session_ids]
+        return await self._write_group(
+            writes, lambda w: self.store.update_state(w.session_id, state)
+        )
+
     async def on_sessions_claiming(
         self, session_ids: Sequence[str]
     ) -> dict[str, RelayMinerError | None]:
         """:meth:`on_session_claiming` of a group: per session None, or its error."""
-        claiming = SessionState.CLAIMING
-        writes = [StateWrite(require_id("session_id", s), claiming) for s in session_ids]
-        return await self._write_group(writes, lambda w: self.on_session_claiming(w.session_id))
+        return await self._move_group(session_ids, SessionState.CLAIMING)
 
     async def on_sessions_proving(
         self, session_ids: Sequence[str]
     ) -> dict[str, RelayMinerError | None]:
         """:meth:`on_session_proving` of a group: per session None, or its error."""
-        proving = SessionState.PROVING
-        writes = [StateWrite(require_id("session_id", s), proving) for s in session_ids]
-        return await self._write_group(writes, lambda w: self.on_session_proving(w.session_id))
+        return await self._move_group(session_ids, SessionState.PROVING)
 
     async def on_sessions_claimed(
         self, claims: Sequence[tuple[str, bytes, str]]

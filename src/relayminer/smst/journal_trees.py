@@ -27,12 +27,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
-from relayminer.runtime.script_batch import ScriptCall, run_script_calls
+from relayminer.runtime.script_batch import ScriptCall, raise_failed, run_script_calls
 from relayminer.sessions import scripts
 from relayminer.smst.bulk import bulk_build
 from relayminer.smst.journal import (
@@ -261,8 +260,4 @@ class JournalTrees:
         replies = await run_script_calls(
             self._redis, [self._delete_call(sid) for sid in sids], one_by_one=self.keys.hash_tagged
         )
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                if "FENCED" in str(reply):
-                    raise LeaseLostError(str(reply)) from reply
-                raise reply
+        raise_failed(replies, f"lease of {self.supplier} lost: not deleting {len(sids)} trees")
