@@ -19,6 +19,7 @@ from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
 from relayminer.chain.sim.relay_builder import build_relay, jsonrpc_request, mined_relay_message
 from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager, PassReport
+from relayminer.pipeline.batch_result import BatchResult
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
 from relayminer.protocol.proof_requirement import ProofParams
@@ -73,7 +74,7 @@ class World:
     reports: list[PassReport] = field(default_factory=list)
     published: dict[tuple[str, str], int] = field(default_factory=dict)  # (supplier, sid) -> n
     #: passes as the run loop makes them (``LifecycleManager.tick``: quiet blocks), the workers
-    #: telling the lifecycles of the sessions they create (as ``Miner`` wires them)
+    #: telling the lifecycles of the sessions they create and mine (as ``Miner`` wires them)
     quiet_blocks: bool = False
     _nonce: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -117,7 +118,10 @@ class World:
         def created(_snapshot: SessionSnapshot) -> None:
             self.managers[supplier].sessions_created()
 
-        return RelayWorker(self.redis, supplier, config, on_session_created=created)
+        def mined(result: BatchResult) -> None:
+            self.managers[supplier].relays_mined(result.sessions)
+
+        return RelayWorker(self.redis, supplier, config, on_session_created=created, on_batch=mined)
 
     async def height(self) -> int:
         return (await self.chain.latest_block()).height

@@ -17,7 +17,7 @@ from relayminer.sessions.model import SessionSnapshot, SessionState
 from relayminer.smst import journal
 from relayminer.smst.nodes import digest_count
 from tests.conftest import RedisBackend
-from tests.lifecycle.support import SUP1, SUP2, World
+from tests.lifecycle.support import APP2, SUP1, SUP2, World
 
 
 class SnapshotReads:
@@ -123,31 +123,90 @@ async def test_a_session_written_by_another_process_is_claimed(
 async def test_trees_are_built_ahead_in_the_block_before_the_claim_window(
     backend: RedisBackend,
 ) -> None:
-    """Block 5 (session 1's grace period over, its claim window not open) builds its tree; the
-    claim at block 6 seals it without reading the journal again."""
+    """A session mined in every block of its own: block 5 (its grace period over, its claim
+    window not open) builds its tree; the claim at block 6 seals it without reading the journal
+    again."""
+    world = await one_supplier(backend)
+    try:
+        trees = world.managers[SUP1].trees
+        sid = await world.relays(SUP1, 1, height=1)
+        for block in (2, 3, 4):  # the chain starts at block 1
+            await world.step()
+            assert world.reports[-1].height == block and sid not in trees.cached_sessions
+            await world.relays(SUP1, 1, height=1)  # mined in the next block
+        await world.step()  # block 5: quiet, the grace period is over
+        assert world.reports[-1].quiet and trees.cached_sessions == [sid]
+        read = await _journal_reads_of_next_block(world)  # block 6: from the tree built ahead
+        assert world.reports[-1].claimed == [sid] and read == []
+        snap = await world.session(SUP1, sid)
+        assert snap.claimed_root_hash is not None and digest_count(snap.claimed_root_hash) == 4
+    finally:
+        await world.close()
+
+
+async def _journal_reads_of_next_block(world: World) -> list[str]:
+    """The journal keys read by the next block's step (a claim from a tree built ahead reads
+    none)."""
+    read: list[str] = []
+    journal_reads = journal.read_leaves_many
+
+    async def counted(redis: Any, keys: Sequence[str], *args: Any) -> Any:
+        read.extend(keys)
+        return await journal_reads(redis, keys, *args)
+
+    journal.read_leaves_many = counted  # type: ignore[assignment]
+    try:
+        await world.step()
+    finally:
+        journal.read_leaves_many = journal_reads  # type: ignore[assignment]
+    return read
+
+
+async def test_a_session_without_relays_for_a_whole_block_is_built_before_it_ends(
+    backend: RedisBackend,
+) -> None:
+    """Relays mined in block 2 only (the chain starts at 1): block 3 could still bring more,
+    block 4 comes after a whole block without one and builds the tree, although the session
+    runs until block 4. A session still receiving relays is not built meanwhile."""
+    world = await one_supplier(backend)
+    try:
+        trees = world.managers[SUP1].trees
+        sid = await world.relays(SUP1, 3, height=1)
+        busy = await world.relays(SUP1, 1, app=APP2, height=1)
+        await world.step()  # block 2
+        for block in (3, 4):
+            await world.relays(SUP1, 1, app=APP2, height=1)
+            await world.step()
+            assert world.reports[-1].height == block and world.reports[-1].quiet
+            assert trees.cached_sessions == ([] if block == 3 else [sid]), block
+        await world.step()  # block 5: the busy session's grace period is over
+        assert sorted(trees.cached_sessions) == sorted([sid, busy])
+        assert await _journal_reads_of_next_block(world) == []  # block 6: both claimed
+        assert sorted(world.reports[-1].claimed) == sorted([sid, busy])
+        snaps = {s: await world.session(SUP1, s) for s in (sid, busy)}
+        assert [digest_count(snaps[s].claimed_root_hash or b"") for s in (sid, busy)] == [3, 3]
+    finally:
+        await world.close()
+
+
+async def test_relays_mined_after_a_tree_was_built_ahead_have_it_built_again(
+    backend: RedisBackend,
+) -> None:
+    """Built ahead in block 4; two more relays mined in block 5 drop it; block 5 (grace period
+    over) builds it again with them: the claim reads no journal, and its root has all 5."""
     world = await one_supplier(backend)
     try:
         trees = world.managers[SUP1].trees
         sid = await world.relays(SUP1, 3, height=1)
         await world.run_to(4)
-        assert sid not in trees.cached_sessions  # session still open (its last block)
-        await world.step()  # block 5: quiet, the grace period is over
-        assert world.reports[-1].quiet and trees.cached_sessions == [sid]
-        read: list[str] = []
-        journal_reads = journal.read_leaves_many
-
-        async def counted(redis: Any, keys: Sequence[str], *args: Any) -> Any:
-            read.extend(keys)
-            return await journal_reads(redis, keys, *args)
-
-        journal.read_leaves_many = counted  # type: ignore[assignment]
-        try:
-            await world.step()  # block 6: claimed from the tree built ahead
-        finally:
-            journal.read_leaves_many = journal_reads  # type: ignore[assignment]
-        assert world.reports[-1].claimed == [sid] and read == []
+        assert trees.cached_sessions == [sid]
+        await world.relays(SUP1, 2, height=1)
+        await world.step()  # block 5
+        assert trees.cached_sessions == [sid]
+        assert await _journal_reads_of_next_block(world) == []  # block 6
+        assert world.reports[-1].claimed == [sid]
         snap = await world.session(SUP1, sid)
-        assert snap.claimed_root_hash is not None and digest_count(snap.claimed_root_hash) == 3
+        assert snap.claimed_root_hash is not None and digest_count(snap.claimed_root_hash) == 5
     finally:
         await world.close()
 

@@ -13,14 +13,17 @@ import pytest
 
 from relayminer.chain.base import Block, ChainEvent, Msg, TxResult
 from relayminer.chain.cache import SharedChainReads
+from relayminer.config import parse_config
 from relayminer.lifecycle.manager import LifecycleManager
 from relayminer.pipeline.wakeups import StreamWakeups
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.leases import Fence
+from relayminer.runtime.miner import Miner, MinerHooks
 from relayminer.runtime.priority import LifecyclePriority
 from relayminer.sessions.model import SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
 from tests.conftest import RedisBackend
-from tests.lifecycle.support import SUP1, World
+from tests.lifecycle.support import SUP1, SUP2, World
 
 
 async def until(condition: Any, what: str, rounds: int = 10_000) -> None:
@@ -92,6 +95,65 @@ async def test_passes_beyond_the_limit_queue_for_a_slot() -> None:
     gate.set()
     await asyncio.gather(*tasks)
     assert most == 2 and priority.passes_running == 0
+
+
+async def test_an_urgent_pass_takes_the_next_slot_before_earlier_ones() -> None:
+    """A supplier with claims on chain (proofs may be owed) is served first; the others keep
+    the order they asked in."""
+    priority = LifecyclePriority(max_pause_seconds=60, max_concurrent_passes=1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def one_pass(name: str, urgent: bool) -> None:
+        async with priority.lifecycle_pass(urgent=urgent):
+            order.append(name)
+            if name == "holder":
+                await release.wait()
+
+    holder = asyncio.create_task(one_pass("holder", False))
+    await until(lambda: order == ["holder"], "the slot held")
+    waiting = [
+        asyncio.create_task(one_pass(name, name.startswith("urgent")))
+        for name in ("claims-1", "urgent-1", "claims-2", "urgent-2")
+    ]
+    await until(lambda: priority.passes_running == 5, "four passes queued")
+    release.set()
+    await asyncio.gather(holder, *waiting)
+    assert order == ["holder", "urgent-1", "urgent-2", "claims-1", "claims-2"]
+
+
+async def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
+    """Cancelled while queued, or just after a slot was handed to it: either way the slot goes
+    to the next waiter (none is lost, the limit holds)."""
+    priority = LifecyclePriority(max_pause_seconds=60, max_concurrent_passes=1)
+    order: list[str] = []
+    release = asyncio.Event()
+    tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def one_pass(name: str) -> None:
+        async with priority.lifecycle_pass():
+            order.append(name)
+
+    async def holder() -> None:
+        async with priority.lifecycle_pass():
+            order.append("holder")
+            await release.wait()
+        tasks["handed"].cancel()  # handed the slot on exit, cancelled before it ran
+
+    held = asyncio.create_task(holder())
+    await until(lambda: order == ["holder"], "the slot held")
+    for name in ("queued", "handed", "last"):
+        tasks[name] = asyncio.create_task(one_pass(name))
+    await until(lambda: priority.passes_running == 4, "three passes queued")
+    tasks["queued"].cancel()
+    await asyncio.gather(tasks["queued"], return_exceptions=True)
+    release.set()
+    await asyncio.gather(held, *tasks.values(), return_exceptions=True)
+    assert order == ["holder", "last"] and priority.passes_running == 0
+    assert tasks["handed"].cancelled()
+    async with priority.lifecycle_pass():  # the one slot is free again
+        order.append("after")
+    assert order[-1] == "after"
 
 
 def test_bad_priority_settings_are_refused() -> None:
@@ -354,16 +416,78 @@ async def test_a_replica_builds_trees_ahead_within_a_share_of_a_block(
         asked: list[tuple[list[str], float | None]] = []
         prebuild = manager.trees.prebuild_many
 
-        async def recorded(sids: Sequence[str], *, deadline: float | None = None) -> int:
+        async def recorded(sids: Sequence[str], *, deadline: float | None = None) -> list[str]:
             asked.append((list(sids), deadline))
             return await prebuild(sids, deadline=0.0)  # always too late: nothing built
 
         manager.trees.prebuild_many = recorded  # type: ignore[method-assign]
         sid = await world.relays(SUP1, 3, height=1)
         await world.run_to(5)
-        assert [sids for sids, _ in asked] == [[sid]]
-        assert asked[0][1] is not None and manager.trees.cached_sessions == []
+        # block 4 (a whole block without a relay of it) and block 5 (grace period over)
+        assert [sids for sids, _ in asked] == [[sid]] * 2
+        assert all(d is not None for _, d in asked) and manager.trees.cached_sessions == []
         await world.step()  # block 6: the claim builds the tree itself
         assert world.reports[-1].claimed == [sid]
+    finally:
+        await world.close()
+
+
+async def test_the_miner_tells_a_lifecycle_which_sessions_its_worker_mined(
+    backend: RedisBackend,
+) -> None:
+    """The Miner wires each worker's batches to its supplier's lifecycle (trees built ahead
+    wait for a block without relays of the session) and still calls its own batch hook."""
+    world = await World.create(backend.client)
+    try:
+        seen: list[tuple[str, list[str]]] = []
+        hooks = MinerHooks(on_batch=lambda sup, result: seen.append((sup, result.sessions)))
+        config = parse_config({"suppliers": [SUP1]})
+        miner = Miner(config, backend.client, world.chain, hooks=hooks)
+        await backend.client.set("lease-key", "token")  # held: the worker's writes are fenced
+        pipeline = miner._pipeline(SUP1, Fence("lease-key", "token"))
+        mined: list[list[str]] = []
+        pipeline.lifecycle.relays_mined = mined.append  # type: ignore[method-assign,assignment]
+        sid = await world.relays(SUP1, 3, height=1)
+        await pipeline.worker.drain()
+        assert mined == [[sid]] and seen == [(SUP1, [sid])]
+    finally:
+        await world.close()
+
+
+class _RecordingPriority(LifecyclePriority):
+    """Records whether each lifecycle pass asked for its slot as urgent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[bool] = []
+
+    def lifecycle_pass(self, *, urgent: bool = False) -> Any:
+        self.asked.append(urgent)
+        return super().lifecycle_pass(urgent=urgent)
+
+
+async def test_a_supplier_with_claims_on_chain_asks_for_urgent_passes(
+    backend: RedisBackend,
+) -> None:
+    """Until its claim, a supplier's passes queue in turn; once it claimed (proofs may be
+    owed), they go first until its sessions end."""
+    world = await World.create(backend.client, quiet_blocks=True)
+    try:
+        priority = _RecordingPriority()
+        manager = LifecycleManager(backend.client, SUP1, world.chain, priority=priority)
+        world.managers = {SUP1: manager}
+        del world.workers[SUP2]
+        sid = await world.relays(SUP1, 3, height=1)
+        await world.run_to(6)
+        assert world.reports[-1].claimed == [sid]
+        assert priority.asked and not any(priority.asked)
+        await world.step()  # block 7: the claim is on chain
+        assert priority.asked[-1] is True
+        await world.run_to(16)  # proved (or not required), settled: nothing live any more
+        assert (await world.session(SUP1, sid)).state.is_terminal
+        before = len(priority.asked)
+        await world.relays(SUP1, 2, height=17)
+        await world.run_to(17)
+        assert priority.asked[before:] and not any(priority.asked[before:])
     finally:
         await world.close()

@@ -162,8 +162,8 @@ async def test_trees_built_ahead_are_sealed_as_the_journal_stands(backend: Redis
     sessions = await _sessions(backend, 3, 57)
     await r.hset(journal_keys(SUPPLIER, "s2").leaves, b"short-field", b"\x05relay")
     trees = JournalTrees(r, SUPPLIER, ttl_seconds=TTL)
-    assert await trees.prebuild_many(["s0", "s1", "s2"]) == 2
-    assert await trees.prebuild_many(["s0", "s1"]) == 0  # already built
+    assert await trees.prebuild_many(["s0", "s1", "s2"]) == ["s0", "s1"]
+    assert await trees.prebuild_many(["s0", "s1"]) == []  # already built
     assert trees.cached_sessions == ["s0", "s1"]
     late = relay_leaves(random.Random(8), 1)
     await insert_leaves(r, SUPPLIER, "s1", late, ttl_seconds=TTL)
@@ -182,7 +182,7 @@ async def test_the_go_layout_builds_nothing_ahead_and_its_group_ops_are_per_sess
     leaves = {sid: relay_leaves(rng, 6) for sid in ("g0", "g1")}
     for sid, ls in leaves.items():
         await store.apply(sid, ls)
-    assert await store.prebuild_many(list(leaves)) == 0
+    assert not store.builds_ahead and await store.prebuild_many(list(leaves)) == []
     roots = await store.seal_many(list(leaves))
     assert roots == {sid: oracle_root(ls) for sid, ls in leaves.items()}
     proven = await store.prove_group({"g0": bytes(32), "nope": bytes(32)})

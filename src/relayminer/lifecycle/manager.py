@@ -26,6 +26,15 @@ the live state indexes are re-read (one round trip) when the worker says it crea
 opens, and at least every ``quiet_recheck_blocks``. A replica owning 1,000 suppliers so spends
 next to nothing on the blocks where nothing is due (``docs/lifecycle.md``, "Scale").
 
+Trees built ahead (journal layout): a quiet block builds, in memory, the trees of ACTIVE
+sessions whose claim window is not open yet, once their grace period is over **or** once a
+whole block went by without the worker mining a relay of theirs
+(:meth:`LifecycleManager.relays_mined`; this process's worker is the supplier's only one while
+it holds the lease). The claim then only seals them. A relay mined later drops the tree (the
+next quiet block or the claim builds it again), and the seal's leaf count check catches any
+relay this process did not see. A session receiving relays every block is built after its
+grace period, as before; one that went quiet is built while the replica has time.
+
 A chain's refusal is decided on its classified reason alone
 (:meth:`~relayminer.lifecycle.context.SupplierContext.not_accepted`, ``docs/chain.md``).
 
@@ -43,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -178,6 +187,16 @@ class LifecycleManager:
         #: the height and loop time of the last tick, and the seconds per block seen from them
         self._tick_seen: tuple[int, float] | None = None
         self._block_seconds = 1.0
+        #: trees built ahead (docs/lifecycle.md, "Trees built ahead"): the first tick's height,
+        #: the tick height at which the worker last mined relays of a session (entries older
+        #: than a block are dropped: absent means "not since the first tick"), and the tick
+        #: height at which a session's tree was built ahead
+        self._first_tick: int | None = None
+        #: the last full pass left sessions claimed (or being claimed or proved): proofs may be
+        #: owed, so its passes go first (:meth:`LifecyclePriority.lifecycle_pass`)
+        self._claims_on_chain = False
+        self._mined_at: dict[str, int] = {}
+        self._built_ahead: dict[str, int] = {}
 
     # --- loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -236,7 +255,7 @@ class LifecycleManager:
             return quiet
         if self._priority is None:
             return await self.pass_at(height)
-        async with self._priority.lifecycle_pass():
+        async with self._priority.lifecycle_pass(urgent=self._claims_on_chain):
             # A pass that queued for its slot runs at the newest height: rules decided at a
             # stale one would build claims whose window has passed meanwhile (CPU lost to
             # sessions that cannot make it, on a saturated replica).
@@ -270,11 +289,23 @@ class LifecycleManager:
         await self._guarded(report, self.settlement.run(height))
         if not (acted or self.reconciler.examined or report.errors):
             self._quiet = (ids, sessions)
+        self._claims_on_chain = bool(report.claimed) or any(
+            s.state is not SessionState.ACTIVE for s in sessions
+        )
         for state in _LIVE_STATES:
             count = sum(1 for s in sessions if s.state is state)
             metrics.SESSIONS_BY_STATE.labels(supplier=self.supplier, state=state.value).set(count)
         await self._finish(report)
         return report
+
+    def relays_mined(self, session_ids: Iterable[str]) -> None:
+        """The relay worker mined relays of these sessions (the Miner wires it): their trees are
+        not built ahead until a whole block goes by without one, and a tree built ahead before
+        is built again (module docstring, "Trees built ahead")."""
+        height = self._tick_seen[0] if self._tick_seen is not None else 0
+        for sid in session_ids:
+            self._mined_at[sid] = height
+            self._built_ahead.pop(sid, None)  # its tree may lack these relays
 
     def sessions_created(self) -> None:
         """The relay worker created a session of this supplier: the next pass re-reads the live
@@ -305,33 +336,52 @@ class LifecycleManager:
         return report
 
     async def _prebuild(self, sessions: list[SessionSnapshot], height: int) -> None:
-        """In a quiet block, build the trees of sessions whose grace period is over and whose
-        claim window is not open yet (``docs/lifecycle.md``, "Trees built ahead"): the claim
-        then only seals them. A relay that still lands makes the seal rebuild that tree."""
-        ahead: list[str] = []
+        """In a quiet block, build the trees of ACTIVE sessions whose claim window is not open
+        yet, when their grace period is over or no relay of theirs was mined for a whole block
+        (module docstring, "Trees built ahead")."""
+        if not self.trees.builds_ahead:
+            return
+        quiet_since = height - 2  # mined at a tick height <= this: a whole block without one
+        self._mined_at = {sid: h for sid, h in self._mined_at.items() if h > quiet_since}
+        first = self._first_tick if self._first_tick is not None else height
+        active = {s.session_id for s in sessions if s.state is SessionState.ACTIVE}
+        self._built_ahead = {sid: h for sid, h in self._built_ahead.items() if sid in active}
+        ahead: list[tuple[int, str]] = []
         for s in sessions:
-            end = s.session_end_height
-            if s.state is not SessionState.ACTIVE or end >= height:
+            sid, end = s.session_id, s.session_end_height
+            if sid not in active:
                 continue
+            if sid in self._built_ahead:
+                continue  # no relay of it was mined since
+            mined = self._mined_at.get(sid, 0)
             params = await self.context.shared_params(end)
             windows = await self.context.windows(end, height)
-            if end + params.grace_period_end_offset_blocks <= height < windows.claim_open:
-                ahead.append(s.session_id)
+            if height >= windows.claim_open:
+                continue
+            over = end + params.grace_period_end_offset_blocks <= height
+            if over or max(first, mined) <= quiet_since:
+                ahead.append((end, sid))
         if not ahead:
             return
+        todo = [sid for _end, sid in sorted(ahead)]  # the nearest claims first
+        for sid in todo:
+            self.trees.forget(sid)  # built ahead before relays of it were mined: stale
         if self._priority is None:
-            await self.trees.prebuild_many(ahead)
-            return
-        # In turns with the other suppliers, and only until about the next block: its pass may
-        # have claims due, and the claim builds whatever is not built by then.
-        deadline = asyncio.get_running_loop().time() + _AHEAD_SHARE * self._block_seconds
-        async with self._priority.building_ahead(deadline) as turn:
-            if turn:
-                await self.trees.prebuild_many(ahead, deadline=deadline)
+            built_now = await self.trees.prebuild_many(todo)
+        else:
+            # In turns with the other suppliers, and only until about the next block: its pass
+            # may have claims due, and the claim builds whatever is not built by then.
+            deadline = asyncio.get_running_loop().time() + _AHEAD_SHARE * self._block_seconds
+            async with self._priority.building_ahead(deadline) as turn:
+                built_now = await self.trees.prebuild_many(todo, deadline=deadline) if turn else []
+        for sid in built_now:
+            self._built_ahead[sid] = height
 
     def _observe_block_time(self, height: int) -> None:
         """Keep the seconds per block as this loop sees them (the budget of trees built ahead)."""
         now = asyncio.get_running_loop().time()
+        if self._first_tick is None:
+            self._first_tick = height
         if self._tick_seen is not None and height > self._tick_seen[0]:
             seen_height, seen_at = self._tick_seen
             self._block_seconds = (now - seen_at) / (height - seen_height)

@@ -30,6 +30,9 @@ class BatchResult:
     #: ``published_at_unix_nano`` of the relays of this batch (0 when the publisher set none);
     #: with the time the batch was acked this gives publish-to-ack latencies
     published_ns: list[int] = field(default_factory=list)
+    #: the sessions with relays in this batch (counted, duplicate or late): the lifecycle
+    #: builds a session's tree ahead only once a whole block went by without one
+    sessions: list[str] = field(default_factory=list)
 
 
 def record_batch(
@@ -55,6 +58,7 @@ def record_batch(
             "dead-lettered stream entry",
             extra={"supplier": sup, "entry_id": letter.entry_id.decode(), "reason": letter.reason},
         )
+    result.sessions = list(relays)
     now_ns = time.time_ns()
     for group in relays.values():
         result.published_ns.extend(r.published_at_unix_nano for r in group)

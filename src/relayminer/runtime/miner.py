@@ -252,12 +252,12 @@ class Miner:
     def _pipeline(self, supplier: str, fence: Fence) -> SupplierPipeline:
         c = self.config
         hooks = self.hooks
-        on_batch = None
-        if hooks.on_batch is not None:
-            batch_hook = hooks.on_batch
+        batch_hook = hooks.on_batch
 
-            def on_batch(result: BatchResult) -> Awaitable[None] | None:
-                return batch_hook(supplier, result)
+        def on_batch(result: BatchResult) -> Awaitable[None] | None:
+            # the sessions mined now are not built ahead yet (lifecycle/manager.py)
+            lifecycle.relays_mined(result.sessions)
+            return batch_hook(supplier, result) if batch_hook is not None else None
 
         on_pass = None
         if hooks.on_pass is not None:

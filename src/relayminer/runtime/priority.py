@@ -11,7 +11,9 @@ under it (the Go miner's mainnet PROOF_MISSING incident, and the soak of ``docs/
 - every lifecycle pass runs inside :meth:`LifecyclePriority.lifecycle_pass`, at most
   ``max_concurrent_passes`` at once: a replica owning 1,000 suppliers runs its block's passes
   in turns rather than all at once, so no pass waits behind a thousand others for a pooled
-  connection and the lease renewals still get theirs;
+  connection and the lease renewals still get theirs. An *urgent* pass (its supplier has claims
+  on chain, so proofs may be owed: a missed proof is a slash, a missed claim a lost reward)
+  takes the next free slot before the passes that queued earlier;
 - every relay worker calls :meth:`LifecyclePriority.mining_turn` before each batch: while any
   pass is running it waits until the passes are done, for at most ``max_pause_seconds`` (so a
   pass stuck on a slow chain call cannot stop mining; a worker that waited that long runs one
@@ -43,12 +45,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import time
 from collections.abc import AsyncIterator
 
 from relayminer import metrics
 
 __all__ = ["LifecyclePriority"]
+
+
+class _RankedSlots:
+    """At most ``n`` holders at once; waiters get a freed slot urgent ones first, then in the
+    order they asked (``asyncio.Semaphore`` with two ranks)."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._order = itertools.count()
+        #: (rank, arrival, future): rank 0 urgent, 1 the others; a done future was cancelled
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+
+    async def acquire(self, urgent: bool) -> None:
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._order), slot))
+        try:
+            await slot
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():  # handed a slot, then cancelled
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, slot = heapq.heappop(self._waiting)
+            if not slot.done():
+                slot.set_result(None)
+                return
+        self._free += 1
 
 
 class LifecyclePriority:
@@ -60,7 +98,7 @@ class LifecyclePriority:
         if max_concurrent_passes < 1:
             raise ValueError(f"max_concurrent_passes must be >= 1, got {max_concurrent_passes}")
         self.max_pause_seconds = max_pause_seconds
-        self._slots = asyncio.Semaphore(max_concurrent_passes)
+        self._slots = _RankedSlots(max_concurrent_passes)
         self._ahead = asyncio.Lock()
         self._passes = 0
         self._idle = asyncio.Event()
@@ -71,14 +109,18 @@ class LifecyclePriority:
         return self._passes
 
     @contextlib.asynccontextmanager
-    async def lifecycle_pass(self) -> AsyncIterator[None]:
+    async def lifecycle_pass(self, *, urgent: bool = False) -> AsyncIterator[None]:
         """Hold mining back for the duration of one lifecycle pass (waiting for a slot
-        included: at most ``max_concurrent_passes`` run at once, the others queue)."""
+        included: at most ``max_concurrent_passes`` run at once, the others queue; an
+        ``urgent`` pass is served before the others waiting)."""
         self._passes += 1
         self._idle.clear()
         try:
-            async with self._slots:
+            await self._slots.acquire(urgent)
+            try:
                 yield
+            finally:
+                self._slots.release()
         finally:
             self._passes -= 1
             if self._passes == 0:

@@ -64,6 +64,8 @@ class JournalTrees:
 
     #: the leaves and the counters are written by the same script (lifecycle/integrity.py)
     exact_counters = True
+    #: trees are built from the journal, so they can be built before the claim
+    builds_ahead = True
 
     def __init__(
         self,
@@ -150,17 +152,20 @@ class JournalTrees:
             out[sid] = result.root
         return out
 
-    async def prebuild_many(self, sids: Sequence[str], *, deadline: float | None = None) -> int:
-        """Build the trees of sessions that are over but not claimable yet, ahead of their claim
-        (kept in the cache, then sealed by :meth:`seal_many` without reading their journal
-        again: a claim window then costs one round trip and no tree build). Lowest priority: it
-        yields to the event loop after each tree, and starts no tree after ``deadline`` (event
-        loop time). The number built; a corrupt journal is left for the claim to report."""
+    async def prebuild_many(
+        self, sids: Sequence[str], *, deadline: float | None = None
+    ) -> list[str]:
+        """Build the trees of sessions not claimable yet, ahead of their claim (kept in the
+        cache, then sealed by :meth:`seal_many` without reading their journal again: a claim
+        window then costs one round trip and no tree build). Lowest priority: it yields to the
+        event loop after each tree, and starts no tree after ``deadline`` (event loop time).
+        The ids built now, in order; a tree already cached is not built again, and a corrupt
+        journal is left for the claim to report."""
         todo = [sid for sid in sids if sid not in self._trees]
         if not todo:
-            return 0
+            return []
         keys = [self.keys.smst_leaves_key(self.supplier, sid) for sid in todo]
-        built = 0
+        built: list[str] = []
         loop = asyncio.get_running_loop()
         for sid, leaves in zip(todo, await read_leaves_many(self._redis, keys), strict=True):
             if deadline is not None and loop.time() >= deadline:
@@ -168,7 +173,7 @@ class JournalTrees:
             if isinstance(leaves, JournalCorruptError):
                 continue
             self._keep(sid, bulk_build(leaves))
-            built += 1
+            built.append(sid)
             await asyncio.sleep(0)
         return built
 

@@ -140,6 +140,8 @@ class RedisSMSTStore(RedisSMSTReader):
 
     #: the tree is committed before its accounting step, so it may run ahead of the counters
     exact_counters = False
+    #: nothing to build ahead: the relay worker keeps the tree up to date
+    builds_ahead = False
 
     def __init__(
         self,
@@ -425,9 +427,11 @@ class RedisSMSTStore(RedisSMSTReader):
                 out[sid] = err
         return out
 
-    async def prebuild_many(self, sids: Sequence[str], *, deadline: float | None = None) -> int:
+    async def prebuild_many(
+        self, sids: Sequence[str], *, deadline: float | None = None
+    ) -> list[str]:
         """Nothing to build ahead: a Go-layout tree is kept up to date by the relay worker."""
-        return 0
+        return []
 
     async def delete_many(self, sids: Sequence[str]) -> None:
         """:meth:`delete` of each session."""

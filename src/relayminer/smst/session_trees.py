@@ -47,7 +47,12 @@ class SessionTrees(Protocol):
 
     async def delete_many(self, sids: Sequence[str]) -> None: ...
 
-    async def prebuild_many(self, sids: Sequence[str], *, deadline: float | None = None) -> int: ...
+    #: whether :meth:`prebuild_many` builds anything (the journal layout)
+    builds_ahead: bool
+
+    async def prebuild_many(
+        self, sids: Sequence[str], *, deadline: float | None = None
+    ) -> list[str]: ...
 
     def forget(self, sid: str) -> None: ...
 
