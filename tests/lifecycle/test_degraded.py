@@ -4,7 +4,9 @@ the chain does not require is recognised, lost roots and missed windows end in t
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from relayminer.errors import StoreError
 from relayminer.lifecycle.manager import LifecycleConfig, LifecycleManager, PassReport
 from relayminer.sessions.model import SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
@@ -170,5 +172,36 @@ async def test_run_loop_waits_out_an_unreachable_chain(backend: RedisBackend) ->
         stop.set()
         await asyncio.wait_for(task, 30)
         assert flaky.unavailable["wait_for_block"] == 0
+    finally:
+        await world.close()
+
+
+async def test_settlement_outcomes_not_written_are_read_again_at_the_next_pass(
+    backend: RedisBackend,
+) -> None:
+    """Redis failing the settlement write fails that pass's settlement only; the next pass
+    reads the events again and records the outcome."""
+    world = await World.create(backend.client)
+    try:
+        sid = await session_one(world)
+        await world.run_to(13)
+        store = world.managers[SUP1].store
+        write = store.update_settlements
+        failed: list[int] = []
+
+        async def failing_once(outcomes: Any) -> Any:
+            if not failed:
+                failed.append(len(outcomes))
+                raise StoreError("failed to update settlement metadata: connection reset")
+            return await write(outcomes)
+
+        store.update_settlements = failing_once  # type: ignore[method-assign]
+        await world.chain.produce_block()  # H=14: the claim settles
+        report = await world.managers[SUP1].pass_at(14)
+        assert failed == [1] and any("connection reset" in e for e in report.errors)
+        assert (await world.session(SUP1, sid)).settlement_outcome is None
+        await world.step()  # H=15
+        snap = await world.session(SUP1, sid)
+        assert snap.settlement_outcome == "settled_proven" and snap.settlement_height == 14
     finally:
         await world.close()

@@ -228,3 +228,19 @@ async def test_a_relay_landing_after_the_tree_was_built_ahead_is_claimed(
         assert snap.relay_count == 5
     finally:
         await world.close()
+
+
+async def test_what_the_worker_mined_is_forgotten_after_a_block(backend: RedisBackend) -> None:
+    """The lifecycle remembers the sessions mined in the last block only (a replica mining
+    thousands of sessions an hour keeps a bounded map), quiet passes or not."""
+    world = await one_supplier(backend)
+    try:
+        manager = world.managers[SUP1]
+        await world.run_to(2)
+        manager.relays_mined([f"{i:064x}" for i in range(500)])
+        await world.step()  # block 3: still within a block of the mining
+        assert len(manager._mined_at) == 500
+        await world.step()  # block 4
+        assert manager._mined_at == {}
+    finally:
+        await world.close()

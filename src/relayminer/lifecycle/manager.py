@@ -342,7 +342,6 @@ class LifecycleManager:
         if not self.trees.builds_ahead:
             return
         quiet_since = height - 2  # mined at a tick height <= this: a whole block without one
-        self._mined_at = {sid: h for sid, h in self._mined_at.items() if h > quiet_since}
         first = self._first_tick if self._first_tick is not None else height
         active = {s.session_id for s in sessions if s.state is SessionState.ACTIVE}
         self._built_ahead = {sid: h for sid, h in self._built_ahead.items() if sid in active}
@@ -414,6 +413,9 @@ class LifecycleManager:
     async def _finish(self, report: PassReport) -> None:
         await self._drop_ended()
         self._last_height = max(self._last_height, report.height)
+        if self._mined_at:  # older than a block: the same as absent at the next tick
+            horizon = self._last_height - 2
+            self._mined_at = {sid: h for sid, h in self._mined_at.items() if h > horizon}
         if report.errors:
             log.warning(
                 "lifecycle pass had errors",
@@ -516,6 +518,8 @@ class LifecycleManager:
         only (failure paths keep it until its TTL, for forensics). A failure is logged: the keys
         then expire with their TTL."""
         ended, self._ended = self._ended, []
+        for sid, _state in ended:
+            self._built_ahead.pop(sid, None)
         trees = [sid for sid, st in ended if st not in _TX_ERRORS]
         dedup = [sid for sid, st in ended if st in _SUCCESS_CLEANUP]
         try:

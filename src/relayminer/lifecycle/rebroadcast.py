@@ -198,13 +198,24 @@ class RebroadcastStore:
         return {sid.decode(): RebroadcastEntry.from_json(sid.decode(), v) for sid, v in raw.items()}
 
     async def delete(self, phase: str, end_height: int, session_id: str) -> None:
-        emptied = await self._write(
-            self._delete,
-            [
-                self.keys.rebroadcast_key(phase, self.supplier, end_height),
-                self.keys.rebroadcast_index_key(phase, self.supplier),
-            ],
-            [session_id, self._member(end_height)],
-        )
-        if emptied == 2:
+        await self.delete_many(phase, end_height, [session_id])
+
+    async def delete_many(self, phase: str, end_height: int, session_ids: Sequence[str]) -> None:
+        """Drop entries of one group, in one round trip (each delete fenced); the group leaves
+        the index once emptied."""
+        if not session_ids:
+            return
+        fence_key, token = self._fence_args()
+        keys = [
+            fence_key,
+            self.keys.rebroadcast_key(phase, self.supplier, end_height),
+            self.keys.rebroadcast_index_key(phase, self.supplier),
+        ]
+        calls = [
+            ScriptCall(self._delete, keys, [token, sid, self._member(end_height)])
+            for sid in session_ids
+        ]
+        replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
+        raise_failed(replies, f"lease of {self.supplier} lost: rebroadcast write")
+        if 2 in replies:  # the group emptied
             self._known.get(phase, set()).discard(end_height)

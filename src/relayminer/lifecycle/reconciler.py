@@ -57,6 +57,8 @@ class _Pass:
     claims: dict[str, int] | None = None
     claims_read: bool = False
     txs: dict[str, TxResult | None] = field(default_factory=dict)
+    #: records of the current group that are settled, dropped in one round trip after it
+    finished: list[str] = field(default_factory=list)
 
 
 class InclusionReconciler:
@@ -81,9 +83,11 @@ class InclusionReconciler:
                 windows = await ctx.windows(end_height, height)
                 close = windows.claim_close if phase is TxPhase.CLAIM else windows.proof_close
                 due: list[RebroadcastEntry] = []
+                seen.finished = []
                 for entry in entries.values():
                     if await self._one(phase, end_height, entry, seen, close, height, report):
                         due.append(entry)
+                await ctx.rebroadcasts.delete_many(phase.value, end_height, seen.finished)
                 if due:
                     await self._resend(phase, end_height, due, height, report)
 
@@ -127,18 +131,18 @@ class InclusionReconciler:
             included = status is not None if phase is TxPhase.CLAIM else status == VALIDATED
             gone = phase is TxPhase.PROOF and status is None  # settled, expired, never claimed
             if included or gone:
-                await self._done(phase, end_height, entry, included)
+                await self._done(phase, entry, included, seen)
                 return False
         if height >= close:  # not on chain and the window is over
             log.warning(
                 "never included",
                 extra={"supplier": ctx.supplier, "phase": phase.value, "session_id": sid},
             )
-            await ctx.rebroadcasts.delete(phase.value, end_height, sid)
+            seen.finished.append(sid)
             return False
         executed = await self._executed(entry.tx_hash, seen)
         if executed is not None and executed.ok:
-            await self._done(phase, end_height, entry, True)
+            await self._done(phase, entry, True, seen)
             return False
         if executed is not None:  # in a block, failed at execution: changed nothing
             metrics.TXS_FAILED_AT_EXECUTION.labels(supplier=ctx.supplier, phase=phase.value).inc()
@@ -171,14 +175,14 @@ class InclusionReconciler:
         )
 
     async def _done(
-        self, phase: TxPhase, end_height: int, entry: RebroadcastEntry, included: bool
+        self, phase: TxPhase, entry: RebroadcastEntry, included: bool, seen: _Pass
     ) -> None:
         # Only a claim never broadcast (no original hash: the record ``not_accepted`` keeps
         # for a ``claim_tx_error`` session's one resend) can heal a session; any other claim
         # record belongs to a session already ``claimed``, and is not read again.
         if included and phase is TxPhase.CLAIM and not entry.original_tx_hash:
             await self._heal_claim(entry.session_id, entry)
-        await self.ctx.rebroadcasts.delete(phase.value, end_height, entry.session_id)
+        seen.finished.append(entry.session_id)
 
     async def _give_up(
         self, phase: TxPhase, end_height: int, entry: RebroadcastEntry, reason: str

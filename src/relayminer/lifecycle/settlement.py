@@ -1,6 +1,7 @@
 """Settlement: how the chain settled each claim, read from its events.
 
-``settlement_outcome``/``settlement_height`` are recorded on the session. A session the miner
+``settlement_outcome``/``settlement_height`` are recorded on the session (a block's outcomes
+for the supplier in one round trip; a session we do not have is skipped). A session the miner
 believed ``proved``/``probabilistic_proved`` whose claim the chain expired (its proof never
 landed, or did not validate) is corrected to ``proof_window_closed``: the window closed
 without a valid proof on chain.
@@ -13,6 +14,7 @@ import logging
 from relayminer import metrics
 from relayminer.errors import RelayMinerError
 from relayminer.lifecycle.context import SupplierContext
+from relayminer.sessions.model import session_id_problem
 
 __all__ = ["SettlementRecorder"]
 
@@ -36,29 +38,40 @@ class SettlementRecorder:
         if start > height:
             return
         events = await ctx.chain.events(start, height)
-        self._events_from = height + 1
+        settled: dict[str, tuple[str, str, int]] = {}
+        expired_reason: dict[str, str] = {}
         for ev in events:
             if ev.attributes.get("supplier_operator_address") != ctx.supplier:
                 continue
             outcome = _OUTCOMES.get(ev.type)
-            if outcome is None:
-                continue
             sid = ev.attributes.get("session_id", "")
+            if outcome is None or session_id_problem(sid) is not None:
+                continue  # not a settlement, or no session of ours
+            settled[sid] = (sid, outcome, ev.height)
+            if outcome == "expired":
+                expired_reason[sid] = ev.attributes.get("expiration_reason", "")
+        # One round trip for the block's outcomes, one to read the expired ones back. The
+        # events are read again by the next pass unless these outcomes were written.
+        written = await ctx.store.update_settlements(list(settled.values())) if settled else {}
+        self._events_from = height + 1
+        expired = [sid for sid in expired_reason if written[sid] is None]
+        if not expired:
+            return
+        snapshots = await ctx.store.get_many(expired)
+        for sid in expired:
+            snapshot = snapshots.get(sid)
+            if snapshot is None or not snapshot.state.is_success:
+                continue  # never claimed by us, or the miner already knew the proof failed
+            log.error(
+                "claim expired on chain after the proof was submitted",
+                extra={
+                    "supplier": ctx.supplier,
+                    "session_id": sid,
+                    "reason": expired_reason.get(sid, ""),
+                },
+            )
+            metrics.PROOFS_FAILED.labels(supplier=ctx.supplier, reason="expired").inc()
             try:
-                await ctx.store.update_settlement_metadata(sid, outcome, ev.height)
-                if outcome != "expired":
-                    continue
-                snapshot = await ctx.store.get(sid)
-                if snapshot is not None and snapshot.state.is_success:
-                    log.error(
-                        "claim expired on chain after the proof was submitted",
-                        extra={
-                            "supplier": ctx.supplier,
-                            "session_id": sid,
-                            "reason": ev.attributes.get("expiration_reason", ""),
-                        },
-                    )
-                    metrics.PROOFS_FAILED.labels(supplier=ctx.supplier, reason="expired").inc()
-                    await ctx.coordinator.on_proof_window_closed(sid)
+                await ctx.coordinator.on_proof_window_closed(sid)
             except RelayMinerError:
-                continue  # the snapshot expired or was never ours
+                continue  # the snapshot expired meanwhile

@@ -340,6 +340,55 @@ class RedisSessionStore(RedisSessionReader):
         }
         await self._update_fields(sid, fields, "update settlement metadata")
 
+    async def update_settlements(
+        self, outcomes: Sequence[tuple[str, str, int]]
+    ) -> dict[str, RelayMinerError | None]:
+        """:meth:`update_settlement_metadata` of many ``(session id, outcome, height)`` in one
+        round trip (what one block's settlement events bring a supplier). Per session None
+        when written, else its own error (:class:`SessionNotFoundError`, :class:`StoreError`);
+        a legacy JSON snapshot is migrated and written alone. Raises :class:`LeaseLostError`
+        when the lease moved and :class:`StoreError` when Redis could not be reached."""
+        self._check_open()
+        fence_key, token = self._fence_args()
+        now = format_rfc3339nano(utc_now()).encode()
+        calls: list[ScriptCall] = []
+        for session_id, outcome, height in outcomes:
+            fields = {
+                "settlement_outcome": outcome.encode(),
+                "settlement_height": str(height).encode(),
+                "last_updated_at": now,
+            }
+            calls.append(
+                ScriptCall(
+                    self._update_existing,
+                    [fence_key, self.session_key(_session_id(session_id))],
+                    [token, self._ttl, *_flatten(fields)],
+                )
+            )
+        try:
+            replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
+        except (RedisError, OSError) as err:
+            raise StoreError(f"failed to update settlement metadata: {err}") from err
+        out: dict[str, RelayMinerError | None] = {}
+        for (sid, outcome, height), reply in zip(outcomes, replies, strict=True):
+            if isinstance(reply, Exception):
+                if "FENCED" in str(reply):
+                    raise LeaseLostError(f"lease of {self.supplier} lost: settlement metadata")
+                out[sid] = StoreError(f"failed to update settlement metadata of {sid}: {reply}")
+            elif int(reply) == 0:
+                out[sid] = None
+            elif int(reply) == 1:
+                out[sid] = SessionNotFoundError(sid)
+            else:  # a legacy JSON snapshot: migrated and written alone
+                try:
+                    await self.update_settlement_metadata(sid, outcome, height)
+                    out[sid] = None
+                except LeaseLostError:
+                    raise
+                except RelayMinerError as err:
+                    out[sid] = err
+        return out
+
     async def update_wal_position(self, session_id: str, wal_entry_id: str) -> None:
         sid = _session_id(session_id)
         if not isinstance(wal_entry_id, str):
