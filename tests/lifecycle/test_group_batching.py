@@ -197,6 +197,15 @@ async def test_write_states_writes_each_session_with_its_own_outcome(
     assert await store.ids_by_states([SessionState.ACTIVE]) == []
 
 
+def _cut_the_store_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session store's next batch of script calls finds Redis unreachable."""
+
+    async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+        raise RedisConnectionError("connection reset")
+
+    monkeypatch.setattr("relayminer.sessions.store.run_script_calls", unreachable)
+
+
 async def test_write_states_is_fenced_and_reports_a_lost_connection(
     backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,11 +218,7 @@ async def test_write_states_is_fenced_and_reports_a_lost_connection(
         await store.write_states([StateWrite("a", SessionState.CLAIMING)])
     got = await store.get("a")
     assert got is not None and got.state is SessionState.ACTIVE
-
-    async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-        raise RedisConnectionError("connection reset")
-
-    monkeypatch.setattr("relayminer.sessions.store.run_script_calls", unreachable)
+    _cut_the_store_off(monkeypatch)
     with pytest.raises(StoreError, match="connection reset"):
         await store.write_states([StateWrite("a", SessionState.CLAIMING)])
 
@@ -242,11 +247,7 @@ async def test_update_settlements_writes_each_session_with_its_own_outcome(
         await store.update_settlements([("a", "expired", 16)])
     got = await store.get("a")
     assert got is not None and got.settlement_outcome == "settled_proven"
-
-    async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-        raise RedisConnectionError("connection reset")
-
-    monkeypatch.setattr("relayminer.sessions.store.run_script_calls", unreachable)
+    _cut_the_store_off(monkeypatch)
     with pytest.raises(StoreError, match="connection reset"):
         await store.update_settlements([("a", "expired", 16)])
 

@@ -302,14 +302,19 @@ class RedisSessionStore(RedisSessionReader):
             out[w.session_id] = await self._state_written(w.session_id, call, reply)
         return out
 
+    def _refused(self, reply: Exception, what: str) -> StoreError:
+        """The error of one refused script call of a batch: :class:`LeaseLostError` is raised
+        when the fence refused it (nothing of this replica's is written any more)."""
+        if "FENCED" in str(reply):
+            raise LeaseLostError(f"lease of {self.supplier} lost: {what}")
+        return StoreError(f"{what}: {reply}")
+
     async def _state_written(
         self, sid: str, call: ScriptCall, reply: Any
     ) -> RelayMinerError | None:
         """The outcome of one :meth:`write_states` call (a legacy snapshot: migrate, retry)."""
         if isinstance(reply, Exception):
-            if "FENCED" in str(reply):
-                raise LeaseLostError(f"lease of {self.supplier} lost: failed to write states")
-            return StoreError(f"failed to write the state of {sid}: {reply}")
+            return self._refused(reply, f"failed to write the state of {sid}")
         code = int(reply[0])
         if code == 2:  # a legacy JSON snapshot: rewrite it as a hash, then write alone
             try:
@@ -372,9 +377,7 @@ class RedisSessionStore(RedisSessionReader):
         out: dict[str, RelayMinerError | None] = {}
         for (sid, outcome, height), reply in zip(outcomes, replies, strict=True):
             if isinstance(reply, Exception):
-                if "FENCED" in str(reply):
-                    raise LeaseLostError(f"lease of {self.supplier} lost: settlement metadata")
-                out[sid] = StoreError(f"failed to update settlement metadata of {sid}: {reply}")
+                out[sid] = self._refused(reply, f"failed to update settlement metadata of {sid}")
             elif int(reply) == 0:
                 out[sid] = None
             elif int(reply) == 1:
