@@ -15,7 +15,8 @@ proof windows on the simulated chain, which produces a block every ``--block-tim
 The chain's block producer (tx execution, settlement) runs in a process of its own, sharing the
 simulated chain's Redis state, as a node would: in the miner's process a saturated event loop
 would also delay the blocks, and so hand the miner more time per block than a real chain does.
-The miner's CPU is reported alone (``cpu_seconds``); the producer's apart.
+The miner's CPU is reported alone (``cpu_seconds``); its tree build processes'
+(``lifecycle.tree_build_processes``, ``--tree-build-processes``) and the producer's apart.
 
 World: ``--sessions`` applications, each staked for one service (CUPR 10, base difficulty: every
 relay is payable), every supplier in every session (``num_suppliers_per_session`` = suppliers),
@@ -35,9 +36,11 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import resource
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -78,6 +81,12 @@ def proofs_expired_after_acceptance() -> int:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) a live process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def produce_blocks(url: str, chain_config: SimChainConfig, namespace: Any) -> None:
@@ -136,21 +145,39 @@ async def preload(redis: Redis, chain: SimulatedChain, config: Any, relays: int)
 
 
 async def scale_run(
-    suppliers: int = 1000, sessions: int = 10, relays: int = 200, block_time: float = 1.0
+    suppliers: int = 1000,
+    sessions: int = 10,
+    relays: int = 200,
+    block_time: float = 1.0,
+    tree_build_processes: int | None = None,
 ) -> dict[str, Any]:
+    """One scale run; ``tree_build_processes`` overrides ``lifecycle.tree_build_processes``."""
     server = embedded_server()
     redis = open_redis(server.url, max_connections=64)
     try:
-        return await _run(redis, server.url, suppliers, sessions, relays, block_time)
+        return await _run(
+            redis, server.url, suppliers, sessions, relays, block_time, tree_build_processes
+        )
     finally:
         await redis.aclose()
         server.stop()
 
 
 async def _run(
-    redis: Redis, url: str, suppliers: int, sessions: int, relays: int, block_time: float
+    redis: Redis,
+    url: str,
+    suppliers: int,
+    sessions: int,
+    relays: int,
+    block_time: float,
+    tree_build_processes: int | None,
 ) -> dict[str, Any]:
     config, chain_config = world(suppliers, sessions, block_time)
+    if tree_build_processes is not None:
+        lifecycle = config.lifecycle.model_copy(
+            update={"tree_build_processes": tree_build_processes}
+        )
+        config = config.model_copy(update={"lifecycle": lifecycle})
     keys = KeyBuilder(config.redis.namespace)
     chain = SimulatedChain(redis, chain_config, keys=keys)
     await chain.init()
@@ -186,16 +213,17 @@ async def _run(
     )
     producer.start()
     settle = 14  # settlement of the sessions ending at 4 (module docstring)
+    builder_seconds = producer_seconds = 0.0
     try:
         await chain.wait_for_block(settle + 2, timeout=600 + 40 * block_time)
+        builder_seconds = sum(map(process_cpu_seconds, miner.tree_builder.worker_pids()))
+        producer_seconds = process_cpu_seconds(producer.pid or 0)
     finally:
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
         producer.terminate()
         producer.join()
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
-    producer_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    producer_seconds = producer_cpu.ru_utime + producer_cpu.ru_stime
     states: Counter[str] = Counter()
     for supplier in config.suppliers:
         store = RedisSessionStore(redis, SessionStoreConfig(supplier, keys.miner_sessions_prefix()))
@@ -208,6 +236,7 @@ async def _run(
         "sessions_per_supplier": sessions,
         "relays_per_session": relays,
         "block_time_s": block_time,
+        "tree_build_processes": config.lifecycle.tree_build_processes,
         "sessions": sum(states.values()),
         "relays_mined_before_start": mined,
         "preload_seconds": round(preload_s, 1),
@@ -221,6 +250,7 @@ async def _run(
         "passes": {"full": counts["full_passes"], "quiet": counts["quiet_passes"]},
         "cpu_seconds": round(cpu, 1),
         "cpu_share": round(cpu / wall, 2) if wall else 0.0,
+        "tree_builder_cpu_seconds": round(builder_seconds, 1),
         "block_producer_cpu_seconds": round(producer_seconds, 1),
         "wall_seconds": round(wall, 1),
         "cpu_ms_per_session": round(1000 * cpu / max(1, sum(states.values())), 2),
@@ -233,8 +263,13 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--relays", type=int, default=200)
     parser.add_argument("--block-time", type=float, default=1.0)
+    parser.add_argument("--tree-build-processes", type=int, default=None)
     args = parser.parse_args()
-    result = asyncio.run(scale_run(args.suppliers, args.sessions, args.relays, args.block_time))
+    result = asyncio.run(
+        scale_run(
+            args.suppliers, args.sessions, args.relays, args.block_time, args.tree_build_processes
+        )
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from relayminer.runtime.embedded import RedisServerProcess, free_loopback_port, start_server
+from relayminer.runtime.tree_builder import TreeBuilder
 
 MAX_CONNECTIONS = 2000
 
@@ -125,3 +126,13 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisBackend]
 @pytest.fixture
 def redis_client(backend: RedisBackend) -> aioredis.Redis:
     return backend.client
+
+
+@pytest.fixture(scope="session")
+def process_tree_builder() -> Iterator[TreeBuilder]:
+    """Two tree build processes shared by the tests that build through them (started once)."""
+    builder = TreeBuilder(2)
+    try:
+        yield builder
+    finally:
+        builder.close()

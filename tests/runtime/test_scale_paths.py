@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from relayminer.chain.base import Block, ChainEvent, Msg, TxResult
-from relayminer.chain.cache import SharedChainReads
+from relayminer.chain.cache import SharedChainReads, supplier_events
 from relayminer.config import parse_config
 from relayminer.lifecycle.manager import LifecycleManager
 from relayminer.pipeline.wakeups import StreamWakeups
@@ -351,6 +351,41 @@ async def test_tx_results_are_kept_once_in_a_block_and_the_rest_passes_through(
     assert backend.kind in ("fake", "real")
 
 
+async def test_a_blocks_events_are_indexed_by_supplier_once_for_every_supplier() -> None:
+    class Events:
+        """A chain whose blocks 1..4 are committed; each names suppliers a and b."""
+
+        def __init__(self) -> None:
+            self.asked: Counter[int] = Counter()
+
+        async def events(self, a: int, b: int) -> list[ChainEvent]:
+            assert a == b  # the reads ask per block
+            self.asked[a] += 1
+            return [
+                ChainEvent(a, "EventClaimCreated", {"supplier_operator_address": "a"}),
+                ChainEvent(a, "EventClaimSettled", {"supplier_operator_address": "b"}),
+                ChainEvent(a, "EventOther", {}),
+            ]
+
+        async def latest_block(self) -> Block:
+            return Block(3, b"h" * 32, 0.0)
+
+    inner = Events()
+    reads = SharedChainReads(inner)  # type: ignore[arg-type]
+    await reads.latest_block()  # block 3 is the newest committed one
+    mine = await asyncio.gather(*(supplier_events(reads, s, 2, 4) for s in ("a", "b", "c") * 20))
+    assert [e.height for e in mine[0]] == [2, 3, 4]
+    assert {e.type for e in mine[0]} == {"EventClaimCreated"}
+    assert {e.type for e in mine[1]} == {"EventClaimSettled"}
+    assert mine[2] == []  # a supplier the block does not name
+    assert all(m == mine[i % 3] for i, m in enumerate(mine))
+    # Committed blocks are read (and indexed) once; block 4 is not committed yet: asked afresh.
+    assert inner.asked[2] == 1 and inner.asked[3] == 1 and inner.asked[4] == 60
+    # Any other chain: its events, filtered.
+    direct = await supplier_events(inner, "b", 1, 1)  # type: ignore[arg-type]
+    assert [(e.height, e.type) for e in direct] == [(1, "EventClaimSettled")]
+
+
 # --- the live sessions in two round trips ---------------------------------------------------
 
 
@@ -403,6 +438,35 @@ async def test_trees_are_built_ahead_one_supplier_at_a_time_until_the_deadline()
     assert order == ["first", "late:False", "queued:True"]
 
 
+async def test_with_tree_build_processes_several_suppliers_build_ahead_at_once() -> None:
+    """``ahead_turns=2``: two turns held at once, the third waits for one of them."""
+    priority = LifecyclePriority(ahead_turns=2)
+    deadline = asyncio.get_running_loop().time() + 60
+    inside: list[int] = []
+    both_in = asyncio.Barrier(3)
+    release = asyncio.Event()
+
+    async def turn(n: int) -> None:
+        async with priority.building_ahead(deadline) as ok:
+            assert ok
+            inside.append(n)
+            if n < 2:
+                await both_in.wait()
+                await release.wait()
+
+    first = [asyncio.create_task(turn(n)) for n in range(2)]
+    await both_in.wait()  # both turns are held
+    third = asyncio.create_task(turn(2))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert inside == [0, 1]  # the third waits for a free turn
+    release.set()
+    await asyncio.gather(*first, third)
+    assert inside == [0, 1, 2]
+    with pytest.raises(ValueError, match="ahead_turns"):
+        LifecyclePriority(ahead_turns=0)
+
+
 async def test_a_replica_builds_trees_ahead_within_a_share_of_a_block(
     backend: RedisBackend,
 ) -> None:
@@ -450,6 +514,31 @@ async def test_the_miner_tells_a_lifecycle_which_sessions_its_worker_mined(
         sid = await world.relays(SUP1, 3, height=1)
         await pipeline.worker.drain()
         assert mined == [[sid]] and seen == [(SUP1, [sid])]
+    finally:
+        await world.close()
+
+
+async def test_the_miner_builds_every_suppliers_trees_in_its_worker_processes(
+    backend: RedisBackend,
+) -> None:
+    """``lifecycle.tree_build_processes``: one builder per replica, handed to every supplier's
+    tree store (several suppliers build ahead at once, to keep its processes busy), and
+    stopped with the replica."""
+    world = await World.create(backend.client)
+    try:
+        config = parse_config({"suppliers": [SUP1], "lifecycle": {"tree_build_processes": 1}})
+        miner = Miner(config, backend.client, world.chain)
+        pipeline = miner._pipeline(SUP1, Fence("lease-key", "token"))
+        assert pipeline.lifecycle.trees.builder is miner.tree_builder  # type: ignore[union-attr]
+        assert miner.tree_builder.processes == 1 and miner.priority.ahead_turns == 2
+        await miner.tree_builder.build_many([[]])
+        assert len(miner.tree_builder.worker_pids()) == 1
+        stop = asyncio.Event()
+        stop.set()
+        await miner.run(stop)
+        assert miner.tree_builder.worker_pids() == []
+        in_loop = Miner(parse_config({"suppliers": [SUP1]}), backend.client, world.chain)
+        assert in_loop.tree_builder.in_loop and in_loop.priority.ahead_turns == 1
     finally:
         await world.close()
 

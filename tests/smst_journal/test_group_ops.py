@@ -10,6 +10,7 @@ import pytest
 
 from relayminer.errors import LeaseLostError
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.tree_builder import TreeBuilder
 from relayminer.smst import journal
 from relayminer.smst.journal import (
     JournalCorruptError,
@@ -154,14 +155,19 @@ async def test_group_seal_and_delete_are_fenced(backend: RedisBackend) -> None:
     assert await r.exists(journal_keys(SUPPLIER, "s0").leaves) == 1
 
 
-async def test_trees_built_ahead_are_sealed_as_the_journal_stands(backend: RedisBackend) -> None:
+@pytest.mark.parametrize("built_in", ["event loop", "worker processes"])
+async def test_trees_built_ahead_are_sealed_as_the_journal_stands(
+    backend: RedisBackend, built_in: str, process_tree_builder: TreeBuilder
+) -> None:
     """``prebuild_many`` keeps the trees; ``seal_many`` seals them without a read, unless the
     journal grew meanwhile (then it is read and sealed with the late leaf). A corrupt journal
-    is not built ahead; its claim reports it."""
+    is not built ahead; its claim reports it. The same whether trees are built in the event
+    loop or in worker processes (``lifecycle.tree_build_processes``)."""
     r = backend.client
     sessions = await _sessions(backend, 3, 57)
     await r.hset(journal_keys(SUPPLIER, "s2").leaves, b"short-field", b"\x05relay")
-    trees = JournalTrees(r, SUPPLIER, ttl_seconds=TTL)
+    builder = process_tree_builder if built_in == "worker processes" else None
+    trees = JournalTrees(r, SUPPLIER, ttl_seconds=TTL, builder=builder)
     assert await trees.prebuild_many(["s0", "s1", "s2"]) == ["s0", "s1"]
     assert await trees.prebuild_many(["s0", "s1"]) == []  # already built
     assert trees.cached_sessions == ["s0", "s1"]
@@ -171,6 +177,13 @@ async def test_trees_built_ahead_are_sealed_as_the_journal_stands(backend: Redis
     assert roots["s0"] == oracle_root(sessions["s0"])
     assert roots["s1"] == oracle_root(sessions["s1"] + late)
     assert isinstance(roots["s2"], JournalCorruptError)
+    # a claim group none of whose trees was built ahead: built and sealed in the group
+    more = await _sessions(backend, 5, 59)
+    fresh = [sid for sid in more if sid not in ("s0", "s1", "s2")]
+    trees.forget_all()
+    roots = await trees.seal_many(fresh)
+    assert roots == {sid: oracle_root(more[sid]) for sid in fresh}
+    assert sorted(trees.cached_sessions) == sorted(fresh)
 
 
 async def test_the_go_layout_builds_nothing_ahead_and_its_group_ops_are_per_session(

@@ -14,6 +14,11 @@ reads once per replica:
 - live reads (params at ``None``, the proof params) are kept until a newer block is seen;
 - concurrent identical reads share one request (the suppliers of one block ask at once), the
   newest block included;
+- a committed block's events are indexed by supplier once
+  (:meth:`SharedChainReads.supplier_events`): each supplier's settlement reads its own, instead
+  of every supplier scanning every event of the block (1,000 suppliers x the 10,000 claim
+  events of a busy block is 10 million checks, 0.7 s of CPU per block:
+  ``bench/bench_chain_reads.py``);
 - everything per supplier (claims, broadcasts, waiting for blocks) passes through.
 """
 
@@ -38,7 +43,10 @@ from relayminer.chain.base import (
 from relayminer.protocol.proof_requirement import ProofParams
 from relayminer.protocol.windows import SharedParams
 
-__all__ = ["SharedChainReads"]
+__all__ = ["SUPPLIER_ATTRIBUTE", "SharedChainReads", "supplier_events"]
+
+#: the event attribute naming the supplier a claim or proof event is about
+SUPPLIER_ATTRIBUTE = "supplier_operator_address"
 
 T = TypeVar("T")
 
@@ -93,6 +101,7 @@ class SharedChainReads:
         #: events of the newest blocks only: every supplier reads the same few recent heights,
         #: and a block's events can be large (memory stays flat over a long run)
         self._events = _Lru(event_blocks)
+        self._event_index = _Lru(event_blocks)
         self._live = _Lru(16)
         self._txs = _Lru(max_entries)
         self._live_height = 0
@@ -200,6 +209,44 @@ class SharedChainReads:
             out.extend(await self._events.get(height, load))
         return out
 
+    async def supplier_events(
+        self, supplier: str, from_height: int, to_height: int
+    ) -> list[ChainEvent]:
+        """:meth:`events` naming ``supplier``: each committed block's events are indexed by
+        supplier once, for every supplier of the replica (a block not committed yet is filtered
+        on the spot, as :meth:`events` reads it afresh)."""
+        out: list[ChainEvent] = []
+        for height in range(from_height, to_height + 1):
+            if height > self._live_height:
+                out.extend(_of(supplier, await self.inner.events(height, height)))
+                continue
+            load = functools.partial(self._index_events, height)
+            index: dict[str, list[ChainEvent]] = await self._event_index.get(height, load)
+            out.extend(index.get(supplier, ()))
+        return out
+
+    async def _index_events(self, height: int) -> dict[str, list[ChainEvent]]:
+        index: dict[str, list[ChainEvent]] = {}
+        for event in await self.events(height, height):
+            owner = event.attributes.get(SUPPLIER_ATTRIBUTE)
+            if owner is not None:
+                index.setdefault(owner, []).append(event)
+        return index
+
     def __getattr__(self, name: str) -> Any:
         """Anything else (a chain's extras: ``close``, ``summary`` ...) is the wrapped one's."""
         return getattr(self.inner, name)
+
+
+async def supplier_events(
+    chain: Chain, supplier: str, from_height: int, to_height: int
+) -> list[ChainEvent]:
+    """The events of blocks ``from_height..to_height`` that name ``supplier``: from the
+    per-block index of a :class:`SharedChainReads`, filtered here for any other chain."""
+    if isinstance(chain, SharedChainReads):
+        return await chain.supplier_events(supplier, from_height, to_height)
+    return _of(supplier, await chain.events(from_height, to_height))
+
+
+def _of(supplier: str, events: list[ChainEvent]) -> list[ChainEvent]:
+    return [ev for ev in events if ev.attributes.get(SUPPLIER_ATTRIBUTE) == supplier]

@@ -46,6 +46,10 @@ class LifecycleConfig(BaseModel):
     max_mining_pause_seconds: float = Field(2.0, ge=0)
     #: lifecycle passes (one per owned supplier and block) running at once; the rest queue
     max_concurrent_passes: int = Field(32, ge=1)
+    #: worker processes that build session trees (journal layout) off the event loop, shared by
+    #: every owned supplier (``relayminer.runtime.tree_builder``; docs/lifecycle.md, "Tree
+    #: builds in worker processes"); 0 builds them in the event loop
+    tree_build_processes: int = Field(0, ge=0, le=64)
     #: a claim group waits (one block at most) while the relay stream still holds entries
     #: published before its grace period ended (``relayminer.lifecycle.backlog``). Off by
     #: default: on a saturated replica the deferral pushes claims towards the end of their

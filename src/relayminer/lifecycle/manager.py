@@ -78,6 +78,7 @@ from relayminer.protocol.windows import (
 from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.priority import LifecyclePriority
+from relayminer.runtime.tree_builder import TreeBuilder
 from relayminer.sessions.coordinator import SessionCoordinator
 from relayminer.sessions.dedup import DeduplicatorConfig, RedisDeduplicator
 from relayminer.sessions.model import SessionSnapshot, SessionState
@@ -121,6 +122,7 @@ class LifecycleManager:
         on_pass: Callable[[PassReport], Awaitable[None] | None] | None = None,
         smst_layout: SMSTLayout = DEFAULT_LAYOUT,
         priority: LifecyclePriority | None = None,
+        tree_builder: TreeBuilder | None = None,
     ) -> None:
         self.supplier = supplier
         self._priority = priority
@@ -142,6 +144,7 @@ class LifecycleManager:
             keys=self.keys,
             ttl_seconds=session_ttl_seconds,
             fence=fence,
+            builder=tree_builder,
         )
         self.dedup = RedisDeduplicator.for_supplier(
             redis, DeduplicatorConfig(self.keys.miner_dedup_prefix()), supplier
@@ -193,7 +196,10 @@ class LifecycleManager:
         #: height at which a session's tree was built ahead
         self._first_tick: int | None = None
         #: the last full pass left sessions claimed (or being claimed or proved): proofs may be
-        #: owed, so its passes go first (:meth:`LifecyclePriority.lifecycle_pass`)
+        #: owed, so its passes go first (:meth:`LifecyclePriority.lifecycle_pass`). Not only
+        #: from the proof window on: a pass queued earlier is not promoted when the window
+        #: opens, and at 1,000 suppliers such passes queued behind claim passes until their
+        #: proof windows closed (docs/lifecycle.md, "Priority and scale")
         self._claims_on_chain = False
         self._mined_at: dict[str, int] = {}
         self._built_ahead: dict[str, int] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from relayminer import metrics
+from relayminer.chain.cache import supplier_events
 from relayminer.errors import RelayMinerError
 from relayminer.lifecycle.context import SupplierContext
 from relayminer.sessions.model import session_id_problem
@@ -37,12 +38,10 @@ class SettlementRecorder:
         start = self._events_from or height
         if start > height:
             return
-        events = await ctx.chain.events(start, height)
+        events = await supplier_events(ctx.chain, ctx.supplier, start, height)
         settled: dict[str, tuple[str, str, int]] = {}
         expired_reason: dict[str, str] = {}
         for ev in events:
-            if ev.attributes.get("supplier_operator_address") != ctx.supplier:
-                continue
             outcome = _OUTCOMES.get(ev.type)
             sid = ev.attributes.get("session_id", "")
             if outcome is None or session_id_problem(sid) is not None:

@@ -1,1 +1,2 @@
-"""The replica runtime: the Miner, supplier leases, Redis connections, the embedded server."""
+"""The replica runtime: the Miner, supplier leases, the lifecycle priority, tree build processes,
+Redis connections, the embedded server."""

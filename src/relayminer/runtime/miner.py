@@ -50,6 +50,7 @@ from relayminer.runtime.aio import wait_or_stop
 from relayminer.runtime.gcpolicy import run_gc_freezer
 from relayminer.runtime.leases import Fence, SupplierLeases
 from relayminer.runtime.priority import LifecyclePriority
+from relayminer.runtime.tree_builder import TreeBuilder
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +231,14 @@ class Miner:
         self.instance_id = config.instance_id or default_instance_id()
         self.hooks = hooks or MinerHooks()
         self.pipelines: dict[str, SupplierPipeline] = {}
+        #: every owned supplier's trees are built by it (off the loop with worker processes)
+        self.tree_builder = TreeBuilder(config.lifecycle.tree_build_processes)
         #: one arbiter for every owned supplier: mining yields to any lifecycle pass
         self.priority = LifecyclePriority(
-            config.lifecycle.max_mining_pause_seconds, config.lifecycle.max_concurrent_passes
+            config.lifecycle.max_mining_pause_seconds,
+            config.lifecycle.max_concurrent_passes,
+            # built in worker processes, a turn mostly waits: a few at once keep them busy
+            ahead_turns=max(1, 2 * self.tree_builder.processes),
         )
         #: one blocked XREAD for every idle worker, instead of a parked connection each
         #: (not on a cluster: one XREAD cannot span slots; workers block on their own there)
@@ -277,6 +283,7 @@ class Miner:
             on_pass=on_pass,
             smst_layout=c.smst.layout,
             priority=self.priority,
+            tree_builder=self.tree_builder,
         )
         worker = RelayWorker(
             self.redis,
@@ -336,6 +343,7 @@ class Miner:
         finally:
             await asyncio.gather(*(p.stop() for p in self.pipelines.values()))
             self.pipelines.clear()
+            self.tree_builder.close()
             if self._lease_redis is not None:
                 await self._lease_redis.aclose()
 

@@ -18,9 +18,10 @@ under it (the Go miner's mainnet PROOF_MISSING incident, and the soak of ``docs/
   pass is running it waits until the passes are done, for at most ``max_pause_seconds`` (so a
   pass stuck on a slow chain call cannot stop mining; a worker that waited that long runs one
   batch and asks again);
-- trees built ahead of their claim (:meth:`LifecyclePriority.building_ahead`) are built one
-  supplier at a time: suppliers finish theirs in turn, instead of all of them finishing late
-  (the claims that follow can use only finished trees).
+- trees built ahead of their claim (:meth:`LifecyclePriority.building_ahead`) are built by
+  ``ahead_turns`` suppliers at a time (one when trees are built in the event loop; with tree
+  build processes, enough to keep them busy): suppliers finish theirs in turn, instead of all
+  of them finishing late (the claims that follow can use only finished trees).
 
 Nothing is lost while a worker waits: its entries stay in the stream, unread. A worker batch is
 bounded (``worker.batch_size``), so a pass starts at most one batch after its block.
@@ -92,14 +93,23 @@ class _RankedSlots:
 class LifecyclePriority:
     """Makes relay workers wait between batches while lifecycle passes run."""
 
-    def __init__(self, max_pause_seconds: float = 2.0, max_concurrent_passes: int = 32) -> None:
+    def __init__(
+        self,
+        max_pause_seconds: float = 2.0,
+        max_concurrent_passes: int = 32,
+        *,
+        ahead_turns: int = 1,
+    ) -> None:
         if max_pause_seconds < 0:
             raise ValueError(f"max_pause_seconds must be >= 0, got {max_pause_seconds}")
         if max_concurrent_passes < 1:
             raise ValueError(f"max_concurrent_passes must be >= 1, got {max_concurrent_passes}")
         self.max_pause_seconds = max_pause_seconds
         self._slots = _RankedSlots(max_concurrent_passes)
-        self._ahead = asyncio.Lock()
+        if ahead_turns < 1:
+            raise ValueError(f"ahead_turns must be >= 1, got {ahead_turns}")
+        self.ahead_turns = ahead_turns
+        self._ahead = asyncio.Semaphore(ahead_turns)
         self._passes = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -128,9 +138,9 @@ class LifecyclePriority:
 
     @contextlib.asynccontextmanager
     async def building_ahead(self, deadline: float) -> AsyncIterator[bool]:
-        """A turn to build trees ahead of their claim: one supplier at a time, in the order
-        asked. Yields whether the turn came before ``deadline`` (event loop time); only the
-        wait is cut short, never the work of a turn (no Redis call is cancelled)."""
+        """A turn to build trees ahead of their claim: ``ahead_turns`` suppliers at a time, in
+        the order asked. Yields whether the turn came before ``deadline`` (event loop time);
+        only the wait is cut short, never the work of a turn (no Redis call is cancelled)."""
         try:
             async with asyncio.timeout_at(deadline):
                 await self._ahead.acquire()

@@ -45,6 +45,7 @@ import struct
 from collections.abc import Iterable
 from itertools import pairwise
 from operator import itemgetter
+from typing import NamedTuple
 
 from relayminer.smst.mapstore import MapStore, MemoryMapStore, apply_changes
 from relayminer.smst.nodes import (
@@ -56,7 +57,14 @@ from relayminer.smst.nodes import (
 )
 from relayminer.smst.trie import SparseMerkleSumTrie
 
-__all__ = ["SMSTDuplicateKeyError", "bulk_build", "bulk_root"]
+__all__ = [
+    "BulkNodes",
+    "SMSTDuplicateKeyError",
+    "bulk_build",
+    "bulk_nodes",
+    "bulk_root",
+    "import_nodes",
+]
 
 Leaf = tuple[bytes, bytes, int]
 
@@ -81,20 +89,49 @@ def bulk_root(leaves: Iterable[Leaf]) -> bytes:
     return _build(_sorted_entries(leaves), None, None)
 
 
+class BulkNodes(NamedTuple):
+    """A bulk-built trie as plain data: its root and every node (``keys[i]`` is the digest of
+    the preimage ``values[i]``). Plain bytes, so it crosses a process boundary as it is
+    (``relayminer.runtime.tree_builder``); :func:`import_nodes` makes it a trie again."""
+
+    root: bytes
+    keys: list[bytes]
+    values: list[bytes]
+
+
+def bulk_nodes(leaves: Iterable[Leaf]) -> BulkNodes:
+    """The root and nodes of the trie holding ``leaves``, as :func:`bulk_build` stores them.
+
+    >>> import hashlib
+    >>> nodes = bulk_nodes([(hashlib.sha256(b"a").digest(), b"value-a", 1)])
+    >>> import_nodes(nodes).root() == nodes.root, len(nodes.keys)
+    (True, 1)
+    """
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    root = _build(_sorted_entries(leaves), keys, values)
+    return BulkNodes(root, keys, values)
+
+
+def import_nodes(nodes: BulkNodes, store: MapStore | None = None) -> SparseMerkleSumTrie:
+    """The trie of :func:`bulk_nodes`' output, its nodes written to ``store`` (a new
+    :class:`MemoryMapStore` when None) and imported at the root."""
+    if store is None:
+        store = MemoryMapStore()
+    elif not isinstance(store, MapStore):
+        raise TypeError(f"store must be a MapStore, got {type(store).__name__}")
+    apply_changes(store, (), nodes.keys, nodes.values)
+    return SparseMerkleSumTrie.import_root(store, nodes.root)
+
+
 def bulk_build(leaves: Iterable[Leaf], store: MapStore | None = None) -> SparseMerkleSumTrie:
     """The trie of ``leaves``, with every node written to ``store`` (a new
     :class:`MemoryMapStore` when None) as an ascending-path-order incremental build would have
     left it after ``commit()``. The trie is imported at the root, so nodes are read from the
     store as ``prove_closest`` (or a further ``update``) needs them."""
-    if store is None:
-        store = MemoryMapStore()
-    elif not isinstance(store, MapStore):
+    if store is not None and not isinstance(store, MapStore):
         raise TypeError(f"store must be a MapStore, got {type(store).__name__}")
-    keys: list[bytes] = []
-    values: list[bytes] = []
-    root = _build(_sorted_entries(leaves), keys, values)
-    apply_changes(store, (), keys, values)
-    return SparseMerkleSumTrie.import_root(store, root)
+    return import_nodes(bulk_nodes(leaves), store)
 
 
 def _sorted_entries(leaves: Iterable[Leaf]) -> list[tuple[bytes, bytes, int, bytes]]:

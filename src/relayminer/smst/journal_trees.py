@@ -8,7 +8,9 @@ phases do not care which layout stores the tree.
 - ``seal`` builds the tree from the journal and seals it (:func:`seal_session_tree`); the built
   tree is kept in memory for the proof. ``seal_many``, ``prove_group`` and ``delete_many`` do
   the same for a whole claim or proof group in a fixed number of round trips; ``prebuild_many``
-  builds the trees of sessions that are over before their claim window opens.
+  builds the trees of sessions that are over before their claim window opens. Those two build
+  with the replica's :class:`~relayminer.runtime.tree_builder.TreeBuilder` (in worker
+  processes when ``lifecycle.tree_build_processes`` > 0).
 - The cache is bounded by the number of leaves it holds (least recently used out first): a
   tree that fell out of it, or a tree sealed by another replica before a failover, is rebuilt
   deterministically from the journal, and its root is checked against the sealed ``:root``
@@ -21,7 +23,6 @@ lease first, like every lifecycle write), and a delete runs fenced like the Go l
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -32,8 +33,8 @@ from relayminer.errors import LeaseLostError, RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
 from relayminer.runtime.script_batch import ScriptCall, raise_failed, run_script_calls
+from relayminer.runtime.tree_builder import TreeBuilder
 from relayminer.sessions import scripts
-from relayminer.smst.bulk import bulk_build
 from relayminer.smst.journal import (
     JournalCorruptError,
     build_session_tree,
@@ -76,6 +77,7 @@ class JournalTrees:
         ttl_seconds: int = 7200,
         fence: Fence | None = None,
         max_cached_leaves: int = DEFAULT_CACHED_LEAVES,
+        builder: TreeBuilder | None = None,
     ) -> None:
         self._redis = redis
         self.supplier = supplier
@@ -83,6 +85,8 @@ class JournalTrees:
         self.ttl = ttl_seconds
         self.fence = fence
         self.max_cached_leaves = max_cached_leaves
+        #: the replica's tree builder (worker processes or the event loop)
+        self.builder = builder if builder is not None else TreeBuilder(0)
         self._trees: OrderedDict[str, SparseMerkleSumTrie] = OrderedDict()
         self._cached_leaves = 0
         self._fenced_delete = redis.register_script(scripts.FENCED_DELETE)
@@ -130,17 +134,20 @@ class JournalTrees:
         return result.root
 
     async def seal_many(self, sids: Sequence[str]) -> dict[str, bytes | RelayMinerError]:
-        """:meth:`seal` of a claim group: one lease check, then every journal read and sealed
-        in two round trips (:func:`seal_session_trees`). Per session its root, or its own
-        error."""
+        """:meth:`seal` of a claim group: one lease check, then the journals of the trees not
+        built yet read in one round trip and built (by the replica's
+        :class:`~relayminer.runtime.tree_builder.TreeBuilder`), and every tree sealed in one
+        more (:func:`seal_session_trees`). Per session its root, or its own error."""
         await self._check_lease(f"sealing {len(sids)} sessions")
+        prebuilt = {sid: self._trees[sid] for sid in sids if sid in self._trees}
+        prebuilt.update(await self._build([sid for sid in sids if sid not in prebuilt]))
         results = await seal_session_trees(
             self._redis,
             self.supplier,
             sids,
             ttl_seconds=self.ttl,
             namespace=self.keys.ns,
-            prebuilt={sid: self._trees[sid] for sid in sids if sid in self._trees},
+            prebuilt=prebuilt,  # a corrupt journal is not: read again there, and reported
         )
         out: dict[str, bytes | RelayMinerError] = {}
         for sid, result in results.items():
@@ -157,25 +164,35 @@ class JournalTrees:
     ) -> list[str]:
         """Build the trees of sessions not claimable yet, ahead of their claim (kept in the
         cache, then sealed by :meth:`seal_many` without reading their journal again: a claim
-        window then costs one round trip and no tree build). Lowest priority: it yields to the
-        event loop after each tree, and starts no tree after ``deadline`` (event loop time).
-        The ids built now, in order; a tree already cached is not built again, and a corrupt
-        journal is left for the claim to report."""
+        window then costs one round trip and no tree build). Lowest priority: built in the
+        event loop, it yields after each tree and starts no tree after ``deadline`` (event
+        loop time); in worker processes, nothing starts after it. The ids built now, in order;
+        a tree already cached is not built again, and a corrupt journal is left for the claim
+        to report."""
         todo = [sid for sid in sids if sid not in self._trees]
-        if not todo:
-            return []
-        keys = [self.keys.smst_leaves_key(self.supplier, sid) for sid in todo]
-        built: list[str] = []
-        loop = asyncio.get_running_loop()
-        for sid, leaves in zip(todo, await read_leaves_many(self._redis, keys), strict=True):
-            if deadline is not None and loop.time() >= deadline:
-                break
-            if isinstance(leaves, JournalCorruptError):
-                continue
-            self._keep(sid, bulk_build(leaves))
-            built.append(sid)
-            await asyncio.sleep(0)
-        return built
+        built = await self._build(todo, deadline=deadline, background=True)
+        for sid, trie in built.items():
+            self._keep(sid, trie)
+        return list(built)
+
+    async def _build(
+        self, sids: Sequence[str], *, deadline: float | None = None, background: bool = False
+    ) -> dict[str, SparseMerkleSumTrie]:
+        """The trees of ``sids`` from their journals (one round trip), in order; a corrupt
+        journal is left out, and so is any tree :meth:`TreeBuilder.build_many` did not start
+        before ``deadline``. ``background``: built ahead, yielding between trees."""
+        if not sids:
+            return {}
+        keys = [self.keys.smst_leaves_key(self.supplier, sid) for sid in sids]
+        readable = [
+            (sid, leaves)
+            for sid, leaves in zip(sids, await read_leaves_many(self._redis, keys), strict=True)
+            if not isinstance(leaves, JournalCorruptError)
+        ]
+        tries = await self.builder.build_many(
+            [leaves for _, leaves in readable], deadline=deadline, background=background
+        )
+        return {sid: trie for (sid, _), trie in zip(readable, tries, strict=False)}
 
     async def sealed_root(self, sid: str) -> bytes | None:
         key = self.keys.smst_root_key(self.supplier, sid)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from relayminer.errors import RelayMinerError
 from relayminer.keys import KeyBuilder
 from relayminer.runtime.leases import Fence
+from relayminer.runtime.tree_builder import TreeBuilder
 from relayminer.smst.journal_trees import JournalTrees
 from relayminer.smst.layout import SMSTLayout
 from relayminer.smst.proof import ClosestProof
@@ -65,8 +66,12 @@ def open_session_trees(
     keys: KeyBuilder,
     ttl_seconds: int,
     fence: Fence | None,
+    builder: TreeBuilder | None = None,
 ) -> JournalTrees | RedisSMSTStore:
-    """The tree store of ``layout`` for the lifecycle of ``supplier``."""
+    """The tree store of ``layout`` for the lifecycle of ``supplier`` (the journal layout's
+    trees are built by ``builder``; the Go layout's live in Redis and are not built)."""
     if SMSTLayout(layout) is SMSTLayout.JOURNAL:
-        return JournalTrees(redis, supplier, keys=keys, ttl_seconds=ttl_seconds, fence=fence)
+        return JournalTrees(
+            redis, supplier, keys=keys, ttl_seconds=ttl_seconds, fence=fence, builder=builder
+        )
     return RedisSMSTStore(redis, supplier, keys=keys, ttl_seconds=ttl_seconds, fence=fence)
