@@ -50,9 +50,9 @@ class Windows:
         """The windows of the sessions ending at ``session_end_height`` under ``params``.
 
         Every session of a period shares them, and a replica asks for them per session and
-        per pass: 10,000 sessions x a few asks per block made the window maths a third of the
-        CPU of a quiet block (profiled on the 300-supplier scale run). Both arguments are
-        immutable, so the answers are kept (:func:`_windows`, bounded)."""
+        per pass (about 11,800 times in the three quiet blocks before the 300-supplier scale
+        run's claim window). Both arguments are immutable, so the answers are kept
+        (:func:`_windows`, bounded): 0.85 µs a call against 9.9 µs computed."""
         return _windows(params, session_end_height)
 
     def can_submit_claim(self, height: int, safety_blocks: int) -> bool:
