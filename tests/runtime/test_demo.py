@@ -38,6 +38,8 @@ from relayminer.demo import (
     supplier_addresses,
     with_live_display,
 )
+from relayminer.demo import summary as summary_module
+from relayminer.demo.summary import MemorySampler, SubmitDelays, percentile
 from relayminer.keys import KeyBuilder
 from tests.conftest import RealServer, RedisBackend
 
@@ -424,3 +426,43 @@ async def test_watch_pause_waits_once_loading_has_ended() -> None:
     finally:
         miner_forever.cancel()
         await client.aclose()
+
+
+def test_submit_delays_count_each_delay_and_give_the_same_percentiles() -> None:
+    delays = SubmitDelays()
+    values = [0] * 950 + [1] * 40 + [2] * 9 + [5]
+    for v in values:
+        delays.add("claim", v)
+    delays.add("proof", 3)
+    assert delays.as_dict() == {
+        "claim": {
+            "count": 1000,
+            "p50": percentile(values, 50),
+            "p99": percentile(values, 99),
+            "max": 5,
+        },
+        "proof": {"count": 1, "p50": 3, "p99": 3, "max": 3},
+    }
+    assert percentile(values, 99) == 1  # rank 990: the last of the 1s
+    assert len(delays.by_phase["claim"]) == 4  # one entry per distinct delay, not per claim
+
+
+def test_the_memory_sampler_stays_bounded_over_a_long_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = iter(range(10_000))
+    rss = iter([100.0 + (i % 7) for i in range(10_000)])
+    monkeypatch.setattr("relayminer.demo.summary.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(summary_module, "_rss_mb", lambda: next(rss))
+    sampler = MemorySampler(started=0.0, max_samples=64)
+    next(clock)  # t = 0 is the start
+    for _ in range(1000):  # t = 1 .. 1000
+        sampler.sample()
+    assert len(sampler.samples) <= 64
+    times = [t for t, _mb in sampler.samples]
+    assert times == sorted(times) and times[0] <= 16 and times[-1] == 1000  # spans the run
+    report = sampler.rss()
+    assert report["max"] == 106.0  # exact, though most samples were thinned out
+    assert report["end"] == 100.0 + (999 % 7)
+    warm = next(mb for t, mb in sampler.samples if t >= 250)
+    assert report["after_warmup"] == warm and report["half"] in {mb for _t, mb in sampler.samples}

@@ -16,11 +16,19 @@ from redis.asyncio import Redis
 
 from relayminer.chain.sim.chain import SimulatedChain
 from relayminer.chain.sim.config import ServiceConfig, SimChainConfig
-from relayminer.chain.sim.loadgen import LoadGenerator, relay_request
+from relayminer.chain.sim.loadgen import (
+    ClosedSessions,
+    LoadGenerator,
+    LoadStats,
+    SessionLoad,
+    relay_request,
+)
+from relayminer.demo.runner import _Demo
 from relayminer.keys import KeyBuilder
 from relayminer.pipeline.relays import MinedRelayMessage
 from relayminer.proto.poktroll_pb2 import Relay
 from relayminer.protocol.windows import SharedParams
+from relayminer.sessions.model import SessionSnapshot, SessionState
 from tests.conftest import RedisBackend
 
 SUP1, SUP2, OTHER = "pokt1lgsup1", "pokt1lgsup2", "pokt1lgother"
@@ -132,10 +140,50 @@ async def test_relays_land_in_the_suppliers_streams_in_go_format(
 async def test_sessions_follow_the_height(backend: RedisBackend, chain: SimulatedChain) -> None:
     gen = LoadGenerator(backend.client, chain, [SUP1], seed=1)
     await gen.publish(10, height=2)
+    first = set(gen.stats.sessions)
+    assert {load.session_start_height for load in gen.stats.sessions.values()} == {1}
     await gen.publish(10, height=5)
     starts = {m.session_start_height for m in await stream(backend.client, SUP1)}
     assert starts == {1, 5}
-    assert {load.session_start_height for load in gen.stats.sessions.values()} == {1, 5}
+    # Session 1..4 is payable up to arrival 4 (grace 1): at 5 its record is folded into the
+    # closed ones; session 5..8 is open.
+    assert {load.session_start_height for load in gen.stats.sessions.values()} == {5}
+    assert len(gen.stats.closed) == len(first) and all(k in gen.stats.closed for k in first)
+    assert gen.stats.session_count == len(first) + len(gen.stats.sessions)
+    assert all(gen.stats.published_to(*k) for k in first | set(gen.stats.sessions))
+    assert not gen.stats.published_to(SUP2, next(iter(first))[1])
+    assert gen.stats.last_session_end_height == 8
+
+
+async def test_a_closed_session_published_to_again_is_open_once(
+    backend: RedisBackend, chain: SimulatedChain
+) -> None:
+    # Heights only rise in a run; a caller going back still counts each session once.
+    gen = LoadGenerator(backend.client, chain, [SUP1], seed=4)
+    await gen.publish(10, height=1)
+    opened = set(gen.stats.sessions)
+    await gen.publish(10, height=5)
+    assert all(k in gen.stats.closed for k in opened)
+    await gen.publish(40, height=2)
+    back = {k for k in gen.stats.sessions if k in opened}
+    assert back == opened  # 40 relays over SUP1's 3 targets: all chosen again (seeded)
+    assert not any(k in gen.stats.closed for k in back)
+    later = [k for k, load in gen.stats.sessions.items() if load.session_start_height == 5]
+    assert gen.stats.session_count == len(opened) + len(later)
+
+
+def test_closed_sessions_are_exact_members() -> None:
+    closed = ClosedSessions()
+    pairs = [(f"pokt1s{i % 7}", f"{i:064x}") for i in range(1000)]
+    for supplier, sid in pairs:
+        closed.add(supplier, sid)
+    assert len(closed) == 1000
+    assert all(p in closed for p in pairs)
+    assert ("pokt1s1", f"{0:064x}") not in closed  # pair (s0, 0) exists, not (s1, 0)
+    assert "not a pair" not in closed
+    closed.discard(*pairs[3])
+    closed.discard("pokt1nobody", "x")  # not there: nothing happens
+    assert pairs[3] not in closed and len(closed) == 999
 
 
 async def test_relays_stop_when_the_session_is_no_longer_payable(backend: RedisBackend) -> None:
@@ -240,3 +288,40 @@ async def test_no_supplier_or_no_applications_is_an_error(
         LoadGenerator(backend.client, chain, [])
     with pytest.raises(ValueError, match="applications"):
         LoadGenerator(backend.client, object(), [SUP1])  # type: ignore[arg-type]
+
+
+def _snapshot(supplier: str, sid: str, state: SessionState, outcome: str | None) -> SessionSnapshot:
+    return SessionSnapshot(
+        session_id=sid,
+        supplier_operator_address=supplier,
+        service_id=EASY,
+        application_address=APP1,
+        session_start_height=1,
+        session_end_height=4,
+        state=state,
+        settlement_outcome=outcome,
+        settlement_height=None if outcome is None else 14,
+    )
+
+
+def test_the_demo_waits_for_every_published_session_open_or_closed() -> None:
+    stats = LoadStats()
+    stats.sessions[(SUP1, "open")] = SessionLoad(SUP1, "open", APP1, EASY, 5, 8, 10, relays=3)
+    stats.closed.add(SUP1, "closed")
+    done = {
+        (SUP1, "open"): _snapshot(SUP1, "open", SessionState.PROVED, "settled_proven"),
+        (SUP1, "closed"): _snapshot(SUP1, "closed", SessionState.CLAIM_WINDOW_CLOSED, None),
+        # the miner's own session that got no relay from the generator: not waited for
+        (SUP2, "other"): _snapshot(SUP2, "other", SessionState.ACTIVE, None),
+    }
+    settled = _Demo._settled
+    assert settled(stats, done, 14, 14)
+    assert not settled(stats, done, 13, 14)  # before the last settlement height
+    assert not settled(stats, {k: v for k, v in done.items() if k[1] != "closed"}, 14, 14)
+    assert not settled(stats, {k: v for k, v in done.items() if k[1] != "open"}, 14, 14)
+    unsettled = dict(done)
+    unsettled[(SUP1, "open")] = _snapshot(SUP1, "open", SessionState.PROVED, None)
+    assert not settled(stats, unsettled, 14, 14)
+    active = dict(done)
+    active[(SUP1, "closed")] = _snapshot(SUP1, "closed", SessionState.CLAIMED, None)
+    assert not settled(stats, active, 14, 14)

@@ -46,7 +46,7 @@ from relayminer.chain.base import Chain
 from relayminer.chain.factory import Driver
 from relayminer.chain.settings import SimulatedChainSettings
 from relayminer.chain.sim.chain import SimulatedChain
-from relayminer.chain.sim.loadgen import LoadGenerator
+from relayminer.chain.sim.loadgen import LoadGenerator, LoadStats
 from relayminer.chain.sim.setup import open_simulated_chain
 from relayminer.chain.sim.state import SimChainKeys
 from relayminer.config import MinerConfig, parse_config
@@ -363,15 +363,11 @@ class _Demo:
             height = (await chain.latest_block()).height
             self.resources.sample()
             settle_height: int | None = None
-            expected: set[tuple[str, str]] = set()
             if load_task.done():
-                expected = set(loadgen.stats.sessions)
-                if not expected:
+                if loadgen.stats.session_count == 0:
                     return  # nothing was published: nothing to wait for
-                ends = {loadgen.stats.sessions[k].session_end_height for k in expected}
-                settle_height = max(
-                    (Windows.for_session(params, e).settlement_height for e in ends), default=0
-                )
+                last_end = loadgen.stats.last_session_end_height
+                settle_height = Windows.for_session(params, last_end).settlement_height
             # The snapshots feed the live display, and the end check once the last session can
             # be settled; nothing else reads them: a read is every session ever seen, thousands
             # of round trips, and one while the last claims fall due would starve them.
@@ -380,7 +376,7 @@ class _Demo:
             )
             snapshots = await self._recent_snapshots() if wanted else {}
             if settle_height is not None:
-                if self._settled(expected, snapshots, height, settle_height):
+                if self._settled(loadgen.stats, snapshots, height, settle_height):
                     await self._report(chain, loadgen, snapshots, height, "done", settle_height)
                     return
                 if height >= settle_height + self.options.settle_grace_blocks:
@@ -428,20 +424,25 @@ class _Demo:
 
     @staticmethod
     def _settled(
-        expected: set[tuple[str, str]],
+        published: LoadStats,
         snapshots: dict[tuple[str, str], SessionSnapshot],
         height: int,
         settle_height: int,
     ) -> bool:
+        """Whether every session that got relays has a snapshot in a terminal state, settled
+        on chain when it ended proved or probabilistic_proved."""
         if height < settle_height:
             return False
-        for key in expected:
-            s = snapshots.get(key)
-            if s is None or not s.state.is_terminal:
+        done = 0
+        for key, s in snapshots.items():
+            if not published.published_to(*key):
+                continue
+            if not s.state.is_terminal:
                 return False
             if s.state in _SUCCESS and s.settlement_outcome is None:
                 return False
-        return True
+            done += 1
+        return done == published.session_count
 
     async def _report(
         self,
@@ -491,9 +492,11 @@ class _Demo:
                 f"relays_mined ({mined}) != relays_published ({stats.published}): "
                 "some relays were not counted"
             )
-        missing = [k for k in stats.sessions if k not in snapshots]
-        if missing:
-            problems.append(f"{len(missing)} sessions with published relays were never created")
+        created = sum(1 for key in snapshots if stats.published_to(*key))
+        if created < stats.session_count:
+            problems.append(
+                f"{stats.session_count - created} sessions with published relays were never created"
+            )
         unsuccessful = {
             state.value: n for state, n in sorted(states.items()) if state not in _SUCCESS
         }

@@ -8,8 +8,8 @@ needs (``docs/lifecycle.md``, "Priority and timing"):
 - ``txs_failed_at_execution``: claim and proof txs the chain included with a non-zero code;
 - ``cpu_seconds`` / ``cpu_share``: the demo process's CPU time (the miner, the load generator
   and the simulated chain; the embedded Redis server is its own process);
-- ``rss_mb``: the process's resident memory after warm-up (a quarter into the run), at the end,
-  and its maximum, sampled at every progress refresh.
+- ``rss_mb``: the process's resident memory after warm-up (a quarter into the run), halfway,
+  at the end, and its maximum, sampled at every progress refresh.
 
 >>> d = SubmitDelays()
 >>> for blocks in [0] * 98 + [1, 3]:
@@ -24,11 +24,19 @@ import math
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoProgress", "DemoSummary", "MemorySampler", "SubmitDelays", "percentile"]
+__all__ = [
+    "DemoProgress",
+    "DemoSummary",
+    "MemorySampler",
+    "SubmitDelays",
+    "counted_percentile",
+    "percentile",
+]
 
 
 def percentile(values: list[int], q: float) -> int:
@@ -46,23 +54,42 @@ def percentile(values: list[int], q: float) -> int:
 
 @dataclass
 class SubmitDelays:
-    """Blocks from a window opening to the broadcast, per phase."""
+    """Blocks from a window opening to the broadcast, per phase: a count per delay, so a run of
+    any length holds a few entries (delays are a handful of distinct block counts)."""
 
-    by_phase: dict[str, list[int]] = field(default_factory=dict)
+    by_phase: dict[str, Counter[int]] = field(default_factory=dict)
 
     def add(self, phase: str, blocks: int) -> None:
-        self.by_phase.setdefault(phase, []).append(blocks)
+        self.by_phase.setdefault(phase, Counter())[blocks] += 1
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {
             phase: {
-                "count": len(v),
-                "p50": percentile(v, 50),
-                "p99": percentile(v, 99),
-                "max": max(v, default=0),
+                "count": counts.total(),
+                "p50": counted_percentile(counts, 50),
+                "p99": counted_percentile(counts, 99),
+                "max": max(counts, default=0),
             }
-            for phase, v in sorted(self.by_phase.items())
+            for phase, counts in sorted(self.by_phase.items())
         }
+
+
+def counted_percentile(counts: Counter[int], q: float) -> int:
+    """:func:`percentile` of the values ``counts`` holds, each as often as it is counted.
+
+    >>> counted_percentile(Counter({0: 98, 1: 1, 3: 1}), 99), counted_percentile(Counter(), 50)
+    (1, 0)
+    """
+    total = counts.total()
+    if total == 0:
+        return 0
+    rank = max(1, math.ceil(q / 100 * total))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return value
+    raise AssertionError("unreachable: the ranks add up to the total")  # pragma: no cover
 
 
 def _rss_mb() -> float:
@@ -83,23 +110,39 @@ class MemorySampler:
 
     started: float = field(default_factory=time.monotonic)
     cpu_started: float = field(default_factory=time.process_time)
+    #: (seconds since the start, RSS MB); thinned to every other sample when full, so a long
+    #: run keeps at most ``max_samples`` spread over its whole length
     samples: list[tuple[float, float]] = field(default_factory=list)
+    max_samples: int = 1024
+    peak_mb: float = 0.0
 
     def sample(self) -> None:
-        self.samples.append((time.monotonic() - self.started, _rss_mb()))
+        rss = _rss_mb()
+        self.peak_mb = max(self.peak_mb, rss)
+        if len(self.samples) >= self.max_samples:
+            self.samples = self.samples[::2]
+        self.samples.append((time.monotonic() - self.started, rss))
 
     def cpu_seconds(self) -> float:
         return time.process_time() - self.cpu_started
 
     def rss(self) -> dict[str, float]:
+        """RSS after warm-up (the first sample a quarter into the run), halfway, at the end,
+        and at its maximum."""
         if not self.samples:
             return {}
         duration = self.samples[-1][0]
-        warm = next((mb for t, mb in self.samples if t >= duration / 4), self.samples[-1][1])
+
+        def at(share: float) -> float:
+            return next(
+                (mb for t, mb in self.samples if t >= duration * share), self.samples[-1][1]
+            )
+
         return {
-            "after_warmup": round(warm, 1),
+            "after_warmup": round(at(0.25), 1),
+            "half": round(at(0.5), 1),
             "end": round(self.samples[-1][1], 1),
-            "max": round(max(mb for _t, mb in self.samples), 1),
+            "max": round(self.peak_mb, 1),
         }
 
 

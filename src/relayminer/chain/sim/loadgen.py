@@ -20,6 +20,12 @@ only while the session is payable - arrival height ``<= session end + grace peri
 Go relayer's rule - and the generator stops after ``sessions`` session numbers (counting the
 one current at its start), after ``duration_seconds``, or when ``stop`` is set, whichever comes
 first. :attr:`LoadGenerator.stats` counts what was published, per supplier and per session.
+
+Memory: a soak publishes to tens of thousands of sessions, and the generator runs in the demo's
+process, whose RSS the soak reports. So a session's full record (:class:`SessionLoad`) lives only
+while the session can still get relays; once its last payable height is behind, the record is
+folded into :class:`ClosedSessions`: 8 bytes per (supplier, session), what the demo's end check
+needs (was every session that got relays created, and did it settle).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import asyncio
 import hashlib
 import random
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +56,17 @@ from relayminer.protocol.relay_difficulty import BASE_RELAY_DIFFICULTY_TARGET_HA
 from relayminer.protocol.windows import SharedParams, session_number
 from relayminer.runtime.aio import wait_or_stop
 
-__all__ = ["LoadGenerator", "LoadStats", "SessionLoad", "Target", "relay_request"]
+__all__ = [
+    "ClosedSessions",
+    "LoadGenerator",
+    "LoadStats",
+    "SessionLoad",
+    "Target",
+    "relay_request",
+]
+
+#: service parameters remembered, per (service, session start height)
+_SERVICES_KEPT = 256
 
 #: ``on_batch(height, relays)`` after every published batch (the demo's progress, tests).
 BatchHook = Callable[[int, int], Awaitable[None] | None]
@@ -107,6 +125,50 @@ class SessionLoad:
         return self.relays * self.compute_units_per_relay
 
 
+def _session_digest(supplier: str, session_id: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(f"{supplier}/{session_id}".encode(), digest_size=8).digest(), "big"
+    )
+
+
+class ClosedSessions:
+    """The (supplier, session id) pairs that got relays and can get no more: an 8-byte digest
+    each (blake2b), so membership is exact up to a 2**-64 collision per pair.
+
+    >>> closed = ClosedSessions()
+    >>> closed.add("pokt1a", "s1")
+    >>> ("pokt1a", "s1") in closed, ("pokt1a", "s2") in closed, len(closed)
+    (True, False, 1)
+    """
+
+    def __init__(self) -> None:
+        self._digests = array("Q")
+        self._sorted: array[int] | None = None
+
+    def add(self, supplier: str, session_id: str) -> None:
+        self._digests.append(_session_digest(supplier, session_id))
+        self._sorted = None
+
+    def discard(self, supplier: str, session_id: str) -> None:
+        """Forget the pair (a session published to again at a lower height: tests)."""
+        digest = _session_digest(supplier, session_id)
+        if digest in self._digests:
+            self._digests.remove(digest)
+            self._sorted = None
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return False
+        if self._sorted is None:
+            self._sorted = array("Q", sorted(self._digests))
+        digest = _session_digest(str(key[0]), str(key[1]))
+        i = bisect_left(self._sorted, digest)
+        return i < len(self._sorted) and self._sorted[i] == digest
+
+
 @dataclass
 class LoadStats:
     """Counters of a generator's run."""
@@ -114,7 +176,12 @@ class LoadStats:
     published: int = 0
     batches: int = 0
     per_supplier: dict[str, int] = field(default_factory=dict)
+    #: the sessions that can still get relays, per (supplier, session id)
     sessions: dict[tuple[str, str], SessionLoad] = field(default_factory=dict)
+    #: the sessions that got relays and can get no more (module docstring, "Memory")
+    closed: ClosedSessions = field(default_factory=ClosedSessions)
+    #: the highest session end height that got relays (0: none)
+    last_session_end_height: int = 0
     first_height: int = 0
     last_height: int = 0
     started_at: float | None = None  # monotonic
@@ -131,6 +198,28 @@ class LoadStats:
     def relays_per_second(self) -> float:
         elapsed = self.elapsed_seconds
         return self.published / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def session_count(self) -> int:
+        """How many (supplier, session) pairs got relays, open or closed."""
+        return len(self.sessions) + len(self.closed)
+
+    def published_to(self, supplier: str, session_id: str) -> bool:
+        """Whether the session got relays for ``supplier``."""
+        key = (supplier, session_id)
+        return key in self.sessions or key in self.closed
+
+    def close_before(self, height: int, grace_blocks: int) -> None:
+        """Fold the sessions whose last payable height (``end + grace - 1``) is below
+        ``height`` into :attr:`closed`."""
+        over = [
+            key
+            for key, load in self.sessions.items()
+            if load.session_end_height + grace_blocks - 1 < height
+        ]
+        for key in over:
+            del self.sessions[key]
+            self.closed.add(*key)
 
 
 class LoadGenerator:
@@ -194,6 +283,8 @@ class LoadGenerator:
     async def _service(self, service_id: str, height: int) -> ServiceParams:
         key = (service_id, height)
         if key not in self._services:
+            if len(self._services) >= _SERVICES_KEPT:
+                self._services.clear()  # one entry per service and session start: bounded
             self._services[key] = await self.chain.service(service_id, height)
         return self._services[key]
 
@@ -256,6 +347,9 @@ class LoadGenerator:
     async def publish(self, count: int, height: int) -> list[MinedRelayMessage]:
         """Publish ``count`` relays at arrival ``height`` spread over the payable targets of
         that height (chosen with the seeded generator); returns what was published."""
+        if height > self.stats.last_height:
+            grace = (await self.shared_params()).grace_period_end_offset_blocks
+            self.stats.close_before(height, grace)
         targets = [t for t in await self.targets(height) if await self.payable(t, height)]
         if not targets or count <= 0:
             return []
@@ -284,6 +378,8 @@ class LoadGenerator:
             key = (t.supplier, t.session_id)
             load = stats.sessions.get(key)
             if load is None:
+                if height < stats.last_height and key in stats.closed:
+                    stats.closed.discard(*key)  # published to again below a later height
                 h = t.session.header
                 load = SessionLoad(
                     supplier=t.supplier,
@@ -295,6 +391,9 @@ class LoadGenerator:
                     compute_units_per_relay=t.service.compute_units_per_relay,
                 )
                 stats.sessions[key] = load
+                stats.last_session_end_height = max(
+                    stats.last_session_end_height, load.session_end_height
+                )
             load.relays += 1
 
     # --- loop -----------------------------------------------------------------------------------
