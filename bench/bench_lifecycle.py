@@ -1,6 +1,6 @@
 """Lifecycle timing under load: the scale run and the soak of issue "Scale" (docs/lifecycle.md).
 
-    .venv/bin/python bench/bench_lifecycle.py [--run scale|demo1000|soak|soak10|all] [--quick]
+    .venv/bin/python bench/bench_lifecycle.py [--run NAME|all] [--quick]   (NAME: below)
 
 Runs:
 
@@ -11,7 +11,8 @@ Runs:
 - ``demo1000``: ``relayminer demo --suppliers 1000 --sessions 2 --relays-per-second 1000``:
   mining and lifecycle of 1,000 suppliers together, relays arriving while sessions fall due;
 - ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
-  periods (about 5 minutes); ``soak10``: 375 periods.
+  periods (about 5 minutes); ``soak10``: 375 periods; ``soak15``: 900 periods (about 15
+  minutes, whether the RSS levels off; not part of ``all``).
 
 The demo runs (one replica owning every supplier, the simulated chain, the load generator, all in
 one process, on a fresh embedded server) report what an operator sizing a replica needs:
@@ -23,7 +24,7 @@ one process, on a fresh embedded server) report what an operator sizing a replic
 - txs that failed at execution, redundant claims (``claims_updated``: a claim sent again after
   its first one executed);
 - the process's CPU seconds and its share of the wall time (the machine is noisy: the share is
-  the figure to compare), and RSS after warm-up, at the end and at its maximum.
+  the figure to compare), and RSS after warm-up, halfway, at the end and at its maximum.
 
 ``--quick`` shrinks every run (for a smoke check). Prints the results and writes
 ``bench/results/lifecycle.json``.
@@ -66,7 +67,12 @@ RUNS: dict[str, DemoOptions] = {
     "soak10": DemoOptions(
         suppliers=10, sessions=375, block_time_seconds=0.25, relays_per_second=2000
     ),
+    "soak15": DemoOptions(
+        suppliers=10, sessions=900, block_time_seconds=0.25, relays_per_second=2000
+    ),
 }
+#: runs ``all`` leaves out (each is a quarter of an hour)
+LONG = {"soak15"}
 QUICK: dict[str, DemoOptions] = {
     "demo1000": DemoOptions(
         suppliers=100, sessions=2, block_time_seconds=1.0, relays_per_second=500
@@ -74,6 +80,9 @@ QUICK: dict[str, DemoOptions] = {
     "soak": DemoOptions(suppliers=10, sessions=20, block_time_seconds=0.25, relays_per_second=2000),
     "soak10": DemoOptions(
         suppliers=10, sessions=30, block_time_seconds=0.25, relays_per_second=2000
+    ),
+    "soak15": DemoOptions(
+        suppliers=10, sessions=40, block_time_seconds=0.25, relays_per_second=2000
     ),
 }
 
@@ -133,7 +142,8 @@ def row(name: str, r: dict[str, Any]) -> str:
         f"{proof.get('p99', '-')} / {proof.get('max', '-')} | "
         f"{r['txs_failed_at_execution']} | {r['claims_updated']} | "
         f"{r['cpu_seconds']} s ({r['cpu_share']:.2f} of wall) | "
-        f"{r['rss_mb'].get('after_warmup')} -> {r['rss_mb'].get('end')} MB |"
+        f"{r['rss_mb'].get('after_warmup')} -> {r['rss_mb'].get('half')} -> "
+        f"{r['rss_mb'].get('end')} MB |"
     )
 
 
@@ -158,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     table = QUICK if args.quick else RUNS
     scale = QUICK_SCALE if args.quick else SCALE
-    names = [*scale, *table] if args.run == "all" else [args.run]
+    names = [n for n in [*scale, *table] if n not in LONG] if args.run == "all" else [args.run]
     results: dict[str, dict[str, Any]] = {}
     for name in [n for n in names if n in scale]:
         results[name] = asyncio.run(scale_run(*scale[name]))

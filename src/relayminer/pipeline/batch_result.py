@@ -21,11 +21,17 @@ LATENCY_SAMPLE = 16
 
 @dataclass
 class BatchResult:
+    """One batch's outcome; the worker's running total (``RelayWorker.total``) is one too, and
+    takes only the counts of each batch (:func:`record_batch`): a total that kept every created
+    session id grew by one string per session for as long as the worker ran."""
+
     handled: int = 0  # entries acked (counted, duplicate, late or dead-lettered)
     counted: int = 0  # relays counted for the first time
     duplicates: int = 0
     late: int = 0  # relays of terminal or sealed sessions
     dead: int = 0
+    sessions_created: int = 0
+    #: the sessions this batch created (empty in a running total)
     created: list[str] = field(default_factory=list)
     #: ``published_at_unix_nano`` of the relays of this batch (0 when the publisher set none);
     #: with the time the batch was acked this gives publish-to-ack latencies
@@ -66,6 +72,6 @@ def record_batch(
     for published in result.published_ns[::LATENCY_SAMPLE]:
         if published > 0:
             histogram.observe(max(0.0, (now_ns - published) / 1e9))
-    for name in ("handled", "counted", "duplicates", "late", "dead"):
+    result.sessions_created = len(result.created)
+    for name in ("handled", "counted", "duplicates", "late", "dead", "sessions_created"):
         setattr(total, name, getattr(total, name) + getattr(result, name))
-    total.created += result.created
