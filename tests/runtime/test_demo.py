@@ -444,6 +444,7 @@ def test_submit_delays_count_each_delay_and_give_the_same_percentiles() -> None:
         "proof": {"count": 1, "p50": 3, "p99": 3, "max": 3},
     }
     assert percentile(values, 99) == 1  # rank 990: the last of the 1s
+    assert delays.as_dict()["claim"]["p50"] == 0 and delays.as_dict()["claim"]["p99"] == 1
     assert len(delays.by_phase["claim"]) == 4  # one entry per distinct delay, not per claim
 
 

@@ -45,11 +45,7 @@ def percentile(values: list[int], q: float) -> int:
     >>> percentile([5, 1, 3], 50), percentile(list(range(1, 101)), 99), percentile([], 99)
     (3, 99, 0)
     """
-    if not values:
-        return 0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return counted_percentile(Counter(values), q)
 
 
 @dataclass
@@ -75,7 +71,8 @@ class SubmitDelays:
 
 
 def counted_percentile(counts: Counter[int], q: float) -> int:
-    """:func:`percentile` of the values ``counts`` holds, each as often as it is counted.
+    """The nearest-rank ``q`` percentile (0 < q <= 100) of the values ``counts`` holds, each
+    as often as it is counted (0 when empty): the one implementation behind :func:`percentile`.
 
     >>> counted_percentile(Counter({0: 98, 1: 1, 3: 1}), 99), counted_percentile(Counter(), 50)
     (1, 0)
