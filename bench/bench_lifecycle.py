@@ -8,6 +8,8 @@ Runs:
   suppliers, each with 10 sessions of 200 relays, on 1 s blocks. The 2,000,000 relays are mined
   before the chain starts, so the run measures the lifecycle alone; ``scale300`` and
   ``scale100``: the same with 300 and 100 suppliers (what one process does keep in its windows);
+  ``scale10s`` and ``scale20s``: the 1,000 suppliers on 10 s and 20 s blocks (real chains' are
+  30 s or more; not part of ``all``: about 7 and 10 minutes);
 - ``demo1000``: ``relayminer demo --suppliers 1000 --sessions 2 --relays-per-second 1000``:
   mining and lifecycle of 1,000 suppliers together, relays arriving while sessions fall due;
 - ``soak``: the compressed-time soak, 10 suppliers, 0.25 s blocks, 2,000 relays/s, 300 session
@@ -54,6 +56,8 @@ SCALE: dict[str, tuple[int, int, int, float]] = {
     "scale": (1000, 10, 200, 1.0),
     "scale300": (300, 10, 200, 1.0),
     "scale100": (100, 10, 200, 1.0),
+    "scale10s": (1000, 10, 200, 10.0),
+    "scale20s": (1000, 10, 200, 20.0),
 }
 QUICK_SCALE: dict[str, tuple[int, int, int, float]] = {"scale": (100, 10, 50, 1.0)}
 
@@ -72,7 +76,7 @@ RUNS: dict[str, DemoOptions] = {
     ),
 }
 #: runs ``all`` leaves out (each is a quarter of an hour)
-LONG = {"soak15"}
+LONG = {"soak15", "scale10s", "scale20s"}
 QUICK: dict[str, DemoOptions] = {
     "demo1000": DemoOptions(
         suppliers=100, sessions=2, block_time_seconds=1.0, relays_per_second=500
@@ -169,6 +173,9 @@ def main() -> None:
     table = QUICK if args.quick else RUNS
     scale = QUICK_SCALE if args.quick else SCALE
     names = [n for n in [*scale, *table] if n not in LONG] if args.run == "all" else [args.run]
+    if any(n not in scale and n not in table for n in names):
+        quick = ", ".join([*scale, *table])
+        parser.error(f"--run {args.run} has no --quick version (those: {quick})")
     results: dict[str, dict[str, Any]] = {}
     for name in [n for n in names if n in scale]:
         results[name] = asyncio.run(scale_run(*scale[name]))

@@ -209,6 +209,45 @@ async def test_the_watcher_wakes_the_worker_of_a_stream_that_moved(backend: Redi
         await watcher
 
 
+def test_the_watch_blocks_longer_over_more_streams_up_to_a_bound() -> None:
+    # One XREAD's CPU grows with the streams it names; idle, it repeats once per block: the
+    # block grows with them so an idle watcher's CPU stays bounded at any number of suppliers.
+    wakeups = StreamWakeups(None, watch_ms=100)  # type: ignore[arg-type]
+    sizes = (0, 1, 100, 101, 250, 999, 1000, 1001, 10_000)
+    expected = (100, 100, 100, 200, 300, 1000, 1000, 1000, 1000)
+    assert tuple(wakeups.block_ms(n) for n in sizes) == expected
+    assert StreamWakeups(None, watch_ms=20).block_ms(1000) == 200  # type: ignore[arg-type]
+    assert StreamWakeups(None, watch_ms=5000).block_ms(1) == 5000  # type: ignore[arg-type]
+
+
+async def test_a_watch_over_a_thousand_streams_wakes_the_one_that_moved(
+    backend: RedisBackend,
+) -> None:
+    wakeups = StreamWakeups(backend.client, watch_ms=50)
+    stop = asyncio.Event()
+    names = [f"idle{i}" for i in range(999)] + ["busy"]
+    watcher = asyncio.create_task(wakeups.run(stop))
+    try:
+        waits = {}
+        for name in names:
+            wakeups.prepare(name)
+            waits[name] = asyncio.create_task(wakeups.wait(name, 60))
+        await until(lambda: len(wakeups._last_ids) == 1000, "all watched", rounds=1_000_000)
+        await asyncio.gather(*waits.values())  # the first watch wakes each to read on its own
+        for name in names:
+            wakeups.prepare(name)
+            waits[name] = asyncio.create_task(wakeups.wait(name, 60))
+        await backend.new_client().xadd("busy", {"k": "v"})
+        assert await waits["busy"] is True
+        assert not any(waits[n].done() for n in names[:-1])
+    finally:
+        stop.set()
+        await watcher
+        for task in waits.values():
+            task.cancel()
+        await asyncio.gather(*waits.values(), return_exceptions=True)
+
+
 async def test_a_wait_without_entries_times_out(backend: RedisBackend) -> None:
     wakeups = StreamWakeups(backend.client, watch_ms=20)
     wakeups.prepare("quiet")
@@ -487,8 +526,8 @@ async def test_a_replica_builds_trees_ahead_within_a_share_of_a_block(
         manager.trees.prebuild_many = recorded  # type: ignore[method-assign]
         sid = await world.relays(SUP1, 3, height=1)
         await world.run_to(5)
-        # block 4 (a whole block without a relay of it) and block 5 (grace period over)
-        assert [sids for sids, _ in asked] == [[sid]] * 2
+        # blocks 3 and 4 (a whole block without a relay of it) and 5 (grace period over)
+        assert [sids for sids, _ in asked] == [[sid]] * 3
         assert all(d is not None for _, d in asked) and manager.trees.cached_sessions == []
         await world.step()  # block 6: the claim builds the tree itself
         assert world.reports[-1].claimed == [sid]

@@ -347,8 +347,11 @@ class LifecycleManager:
         (module docstring, "Trees built ahead")."""
         if not self.trees.builds_ahead:
             return
-        quiet_since = height - 2  # mined at a tick height <= this: a whole block without one
-        first = self._first_tick if self._first_tick is not None else height
+        # Relays are recorded at the tick height they were mined after (0: before the first
+        # tick). Mined at a height <= height - 2: the whole block since the last tick went by
+        # without one, which this loop saw if its first tick was before this one.
+        quiet_since = height - 2
+        watched = self._first_tick is not None and self._first_tick < height
         active = {s.session_id for s in sessions if s.state is SessionState.ACTIVE}
         self._built_ahead = {sid: h for sid, h in self._built_ahead.items() if sid in active}
         ahead: list[tuple[int, str]] = []
@@ -364,7 +367,7 @@ class LifecycleManager:
             if height >= windows.claim_open:
                 continue
             over = end + params.grace_period_end_offset_blocks <= height
-            if over or max(first, mined) <= quiet_since:
+            if over or (watched and mined <= quiet_since):
                 ahead.append((end, sid))
         if not ahead:
             return
