@@ -17,33 +17,31 @@ import argparse
 import asyncio
 import json
 import platform
-import resource
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lifecycle_scale import cpu_seconds
 from relayminer.cli.startup import embedded_server, open_redis
-from relayminer.pipeline import wakeups as wakeups_module
 from relayminer.pipeline.wakeups import StreamWakeups
 
 RESULTS = Path(__file__).resolve().parent / "results" / "wakeups.json"
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+class FixedBlockWakeups(StreamWakeups):
+    """The baseline: the watcher as it was, blocking ``watch_ms`` whatever its streams."""
+
+    def block_ms(self, streams: int) -> int:
+        return self.watch_ms
 
 
 async def watch(url: str, streams: int, seconds: float, *, fixed: bool) -> dict[str, float]:
     """CPU per wall second of a watcher over ``streams`` idle streams (``fixed``: the former
     100 ms block whatever their number)."""
     redis = open_redis(url, max_connections=4)
-    step = wakeups_module.STREAMS_PER_WATCH_STEP
-    if fixed:
-        wakeups_module.STREAMS_PER_WATCH_STEP = 10**9
-    wakeups = StreamWakeups(redis)
+    wakeups = (FixedBlockWakeups if fixed else StreamWakeups)(redis)
     stop = asyncio.Event()
     names = [f"ha:relays:pokt1benchsupplier{i:05d}" for i in range(streams)]
     for name in names:
@@ -66,7 +64,6 @@ async def watch(url: str, streams: int, seconds: float, *, fixed: bool) -> dict[
         for task in waits:
             task.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-        wakeups_module.STREAMS_PER_WATCH_STEP = step
         await redis.aclose()
     return {"cpu_per_second": round(cpu / wall, 4), "block_ms": block_ms}
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: One ``XREAD`` costs the watcher about 5 µs of CPU per stream it names (redis-py encodes every
 #: argument; 5.2 ms for 1,000 streams on the development machine). On idle streams it returns
-#: once per block time, so a fixed 100 ms block over 1,000 idle streams cost 2.6% of a core
+#: once per block time, so a fixed 100 ms block over 1,000 idle streams cost 2.3-2.6% of a core
 #: (``bench/bench_wakeups.py``; 7% of the samples of a loaded 1,000-supplier scale run). The
 #: block time grows by ``watch_ms`` per this many streams watched (up to :data:`MAX_WATCH_MS`):
 #: 0.5-0.7% of a core over 1,000 idle streams. Streams that move still wake their workers at
