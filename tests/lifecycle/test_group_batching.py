@@ -35,7 +35,8 @@ from tests.lifecycle.support import ALWAYS, SUP1, SVC, World, chain_config
 
 
 class RoundTrips:
-    """Counts the round trips a client makes: each command, and each pipeline as one."""
+    """Counts the round trips a client makes: each command, each pipeline as one, and each
+    command a pipeline sends on its own before it."""
 
     def __init__(self, client: Redis) -> None:
         self.count = 0
@@ -54,7 +55,13 @@ class RoundTrips:
                 self.count += 1
                 return await execute(*eargs, **ekwargs)
 
+            async def counted_immediate(*cargs: Any, **ckwargs: Any) -> Any:
+                self.count += 1  # e.g. redis-py's SCRIPT EXISTS ahead of a pipeline
+                return await immediate(*cargs, **ckwargs)
+
+            immediate = pipe.immediate_execute_command
             pipe.execute = counted_execute
+            pipe.immediate_execute_command = counted_immediate
             return pipe
 
         client.execute_command = counted_command  # type: ignore[method-assign]
@@ -150,6 +157,30 @@ async def test_run_script_calls_returns_each_reply_or_error_in_order(
         assert first == b"v1" and missing is None
         assert isinstance(error, ResponseError) and "WRONGTYPE" in str(error)
     assert await run_script_calls(r, []) == []
+
+
+async def test_run_script_calls_is_one_round_trip_and_keeps_the_order_without_loaded_scripts(
+    backend: RedisBackend,
+) -> None:
+    """A batch is one pipeline (its scripts loaded at its head, no SCRIPT EXISTS before it),
+    and its calls run once each, in order, also on a server that lost its scripts."""
+    r = backend.client
+    incr = r.register_script("return redis.call('INCR', KEYS[1])")
+    get = r.register_script("return redis.call('GET', KEYS[1])")
+    calls = [
+        ScriptCall(incr, ["n1"], []),
+        ScriptCall(incr, ["n2"], []),
+        ScriptCall(get, ["n1"], []),
+    ]
+    trips = RoundTrips(r)
+    for expected in (1, 2):
+        await r.script_flush()
+        trips.count = 0
+        assert await run_script_calls(r, calls) == [expected, expected, str(expected).encode()]
+        assert trips.count == 1
+    assert await run_script_calls(r, calls) == [3, 3, b"3"]
+    assert trips.count == 2
+    assert await r.mget("n1", "n2") == [b"3", b"3"]
 
 
 def _snapshot(sid: str, state: SessionState = SessionState.ACTIVE) -> SessionSnapshot:

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from relayminer import metrics
 from relayminer.errors import LeaseLostError, SessionDecodeError, StoreError
 from relayminer.keys import KeyBuilder
+from relayminer.runtime.script_batch import ScriptCall, run_script_calls
 from relayminer.sessions import scripts
 from relayminer.sessions.model import (
     SessionSnapshot,
@@ -103,16 +104,14 @@ class RedisSessionReader:
     async def _get_many(self, ids: Sequence[str]) -> list[SessionSnapshot]:
         if not ids:
             return []
+        calls = [ScriptCall(self._read, [self.session_key(sid)], []) for sid in ids]
         try:
-            if self.keys.hash_tagged:  # a cluster pipeline refuses scripts: one call each
-                replies = [await self._read(keys=[self.session_key(sid)]) for sid in ids]
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for sid in ids:
-                        await self._read(keys=[self.session_key(sid)], args=[], client=pipe)
-                    replies = await pipe.execute()
+            replies = await run_script_calls(self._redis, calls, one_by_one=self.keys.hash_tagged)
         except (RedisError, OSError) as err:
             raise StoreError(f"failed to read session snapshots: {err}") from err
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise StoreError(f"failed to read session snapshots: {reply}") from reply
         out: list[SessionSnapshot] = []
         for sid, reply in zip(ids, replies, strict=True):
             try:
