@@ -28,8 +28,9 @@ shared params are the demo's (N=4, G=1, CO=1, CC=4, PO=0, PC=4): claims can be s
 saves the preloaded world (Redis RDB at PATH, its parameters in ``PATH.json``); later runs with
 the same parameters start from a copy of it and skip the preload (about 4 of the 7 minutes of a
 1,000-supplier run), so a change can be measured over several runs. A different world is
-refused. The miner process has then not mined the relays itself: its heap is smaller than in a
-run that preloads, and it fails fewer sessions when saturated (README, "Lifecycle under load").
+refused. The miner process has then not mined the relays itself (a smaller heap than after a
+preload), and its saturated runs failed fewer sessions than stop 23's full run (README,
+"Lifecycle under load"): compare runs of one kind only.
 
 Reported: sessions, those not ended proved / probabilistic_proved, proofs lost after acceptance
 (sessions marked proved whose claim the chain expired), claims expired (any reason), the
