@@ -9,9 +9,11 @@ returns each call's reply *or its error*, so one failed call never hides the oth
 redis-py's own pipeline script support asks the server ``SCRIPT EXISTS`` before every pipeline
 that holds a script: one more round trip per group (about 5% of the py-spy samples of a
 1,000-supplier scale run; ``docs/lifecycle.md``, "Capacity of one replica"). Here the pipeline
-starts with one ``SCRIPT LOAD`` per distinct script (a hash lookup on the server when it knows
-the script already) and sends each call as ``EVALSHA``: one round trip, and the calls run in
-their order even on a server that lost its scripts (restarted, ``SCRIPT FLUSH``).
+starts with one ``SCRIPT LOAD`` per distinct script (the server hashes the body and finds it
+known, a few microseconds; its reply is dropped) and sends each call as ``EVALSHA``: one round
+trip, and the calls run in their order even on a server that lost its scripts (restarted,
+``SCRIPT FLUSH``). A script the server refuses to load fails each of its calls (``NOSCRIPT``),
+as any per-call error.
 
 A Redis Cluster pipeline refuses scripts (redis-py), so with ``one_by_one`` (the hash-tagged
 key layout) the calls run one after the other, with the same per-call outcomes.
