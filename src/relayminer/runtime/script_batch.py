@@ -64,14 +64,14 @@ async def run_script_calls(
             except ResponseError as err:
                 replies.append(err)
         return replies
-    scripts = {id(call.script): call.script for call in calls}
+    bodies = {call.script.sha: call.script.script for call in calls}  # one load per script
     async with redis.pipeline(transaction=False) as pipe:
-        for script in scripts.values():
-            pipe.script_load(script.script)
+        for body in bodies.values():
+            pipe.script_load(body)
         for call in calls:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         replies = await pipe.execute(raise_on_error=False)
-    return list(replies[len(scripts) :])
+    return list(replies[len(bodies) :])
 
 
 def raise_failed(replies: Sequence[Any], lease_lost: str) -> None:
