@@ -35,7 +35,9 @@ preload), and its saturated runs failed fewer sessions than stop 23's full run (
 Reported: sessions, those not ended proved / probabilistic_proved, proofs lost after acceptance
 (sessions marked proved whose claim the chain expired), claims expired (any reason), the
 p50/p99/max delay in blocks from a window opening to the
-broadcast, the CPU seconds of the lifecycle phase (preload excluded) and its share of the wall.
+broadcast, the CPU seconds of the lifecycle phase (preload excluded) and its share of the wall,
+and ``by_height`` (:class:`HeightTimeline`): per block height, when its first pass ran (wall
+and CPU seconds since the miner started) and what the passes at that height did.
 """
 
 from __future__ import annotations
@@ -261,12 +263,14 @@ async def _run(
     counts: Counter[str] = Counter()
     last_pass: dict[str, float] = {}
     all_up = asyncio.Event()
+    timeline = HeightTimeline()
 
     def on_pass(supplier: str, report: PassReport) -> None:
         for phase, blocks in report.delays:
             delays.add(phase, blocks)
         counts["full_passes" if not report.quiet else "quiet_passes"] += 1
         counts["failed_at_execution"] += len(report.failed_at_execution)
+        timeline.add(report)
         last_pass[supplier] = time.monotonic()
         if len(last_pass) == suppliers:
             all_up.set()
@@ -275,6 +279,7 @@ async def _run(
     miner = Miner(config, redis, chain, hooks=MinerHooks(on_pass=on_pass))
     stop = asyncio.Event()
     cpu0, wall0 = cpu_seconds(), time.monotonic()
+    timeline.start(cpu0, wall0)
     task = asyncio.create_task(miner.run(stop))
     # Blocks start once the replica is up: every supplier's pipeline started and made its
     # first pass (a replica in service, not one starting as the windows open).
@@ -328,7 +333,60 @@ async def _run(
         "block_producer_cpu_seconds": round(producer_seconds, 1),
         "wall_seconds": round(wall, 1),
         "cpu_ms_per_session": round(1000 * cpu / max(1, sum(states.values())), 2),
+        "by_height": timeline.rows(),
     }
+
+
+class HeightTimeline:
+    """What the passes did at each height, and when the first of them ran: where a run falls
+    behind (a height whose first pass comes late, CPU rising a second per second, claims
+    trailing off before the window closes).
+
+    >>> t = HeightTimeline()
+    >>> t.start(cpu0=0.0, wall0=time.monotonic())
+    >>> t.add(PassReport(height=6, claimed=["s1", "s2"]))
+    >>> t.add(PassReport(height=6, quiet=True))
+    >>> [(r["height"], r["passes"], r["quiet"], r["claimed"]) for r in t.rows()]
+    [(6, 2, 1, 2)]
+    """
+
+    def __init__(self) -> None:
+        self._cpu0 = self._wall0 = 0.0
+        self._first: dict[int, tuple[float, float]] = {}
+        self._counts: dict[int, Counter[str]] = {}
+
+    def start(self, cpu0: float, wall0: float) -> None:
+        self._cpu0, self._wall0 = cpu0, wall0
+
+    def add(self, report: PassReport) -> None:
+        h = report.height
+        if h not in self._first:
+            self._first[h] = (time.monotonic() - self._wall0, cpu_seconds() - self._cpu0)
+            self._counts[h] = Counter()
+        c = self._counts[h]
+        c["passes"] += 1
+        c["quiet"] += report.quiet
+        c["claimed"] += len(report.claimed)
+        c["proved"] += len(report.proved)
+        c["failed"] += len(report.failed)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per height, in order: the wall and CPU seconds since the start at its first
+        pass, and the passes (quiet ones apart) and the sessions claimed, proved and failed by
+        the passes at that height."""
+        out = []
+        for h in sorted(self._first):
+            wall, cpu = self._first[h]
+            c = self._counts[h]
+            out.append(
+                {
+                    "height": h,
+                    "first_pass_wall_s": round(wall, 2),
+                    "first_pass_cpu_s": round(cpu, 2),
+                    **{k: c[k] for k in ("passes", "quiet", "claimed", "proved", "failed")},
+                }
+            )
+        return out
 
 
 def main() -> None:
