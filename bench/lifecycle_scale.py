@@ -372,8 +372,8 @@ class HeightTimeline:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per height, in order: the wall and CPU seconds since the start at its first
-        pass, and the passes (quiet ones apart) and the sessions claimed, proved and failed by
-        the passes at that height."""
+        pass; its passes and how many of them were quiet; the sessions its passes claimed,
+        proved and failed."""
         out = []
         for h in sorted(self._first):
             wall, cpu = self._first[h]
