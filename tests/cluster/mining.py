@@ -87,16 +87,36 @@ async def counted(redis: Redis | RedisCluster, expected: Sessions) -> dict[tuple
     return out
 
 
+async def unfinished(redis: RedisCluster, suppliers: set[str]) -> dict[str, tuple[int, int]]:
+    """supplier -> (entries pending, entries in the stream) of every stream not drained yet: a
+    worker acks and deletes every entry it has accounted."""
+    kb = KeyBuilder.cluster()
+    out = {}
+    for sup in sorted(suppliers):
+        pending = (await redis.xpending(kb.stream_key(sup), kb.consumer_group()))["pending"]
+        length = await redis.xlen(kb.stream_key(sup))
+        if pending or length:
+            out[sup] = (pending, length)
+    return out
+
+
 async def wait_counted(redis: RedisCluster, expected: Sessions, deadline_s: float) -> None:
+    """Wait until every relay is counted **and** every entry delivered has been accounted (the
+    streams drained): the counts can be complete while a worker still holds a batch of
+    redelivered duplicates, which would show as pending."""
     want = {key: exp.relay_count for key, exp in expected.items()}
+    suppliers = {sup for sup, _ in expected}
 
     async def done() -> bool:
-        return await counted(redis, expected) == want
+        return await counted(redis, expected) == want and not await unfinished(redis, suppliers)
 
     try:
-        await wait_until(done, deadline_s, "every relay counted")
+        await wait_until(done, deadline_s, "every relay counted, every stream drained")
     except AssertionError:
-        raise AssertionError(f"counted {await counted(redis, expected)}, want {want}") from None
+        raise AssertionError(
+            f"counted {await counted(redis, expected)}, want {want}; "
+            f"not drained (pending, length): {await unfinished(redis, suppliers)}"
+        ) from None
 
 
 async def assert_exact(redis: RedisCluster, expected: Sessions) -> None:

@@ -14,6 +14,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from relayminer.chain.sim.chain import SimulatedChain
+from relayminer.errors import StoreError
 from relayminer.keys import KeyBuilder
 from relayminer.pipeline.relays import MinedRelayMessage
 from tests.cluster.cluster_support import ClusterGroup, wait_until
@@ -47,7 +48,7 @@ async def test_a_killed_master_loses_no_relay_and_counts_none_twice(
                 try:
                     await publish(client, chunk)
                     return
-                except (RedisError, OSError):
+                except (StoreError, RedisError, OSError):  # RelayPublisher raises StoreError
                     await asyncio.sleep(0.05)
 
         async with replicas(private_cluster, chain, SUPPLIERS, 3) as group:
